@@ -1,0 +1,96 @@
+"""Command line: `gateway serve`, `gateway check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+
+log = logging.getLogger("gateway")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, a little slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def describe(config: GatewayConfig) -> str:
+    lines = [f"server: http://{config.server.host}:{config.server.port} "
+             f"({'keys required' if config.server.api_keys else 'no gateway keys: open'})",
+             "providers:"]
+    for p in config.providers.values():
+        lines.append(f"  {p.name}: {p.kind} at {p.base_url} (timeout {p.timeout_s:g} s, breaker "
+                     f"{p.breaker.fail_max} failures / {p.breaker.reset_timeout_s:g} s, "
+                     f"key {'set' if p.api_key else 'none'})")
+    lines.append("routes:")
+    for route in config.models.values():
+        lines.append(f"  {route.alias}: hedge {route.hedge.describe()}; deadline {config.deadline_s(route):g} s")
+        for i, t in enumerate(route.targets):
+            role = "primary" if i == 0 else f"backup {i}"
+            lines.append(f"    {i + 1}. {t.provider} / {t.model} ({role}; ${t.price.input_per_mtok:g} in, "
+                         f"${t.price.output_per_mtok:g} out per Mtok)")
+    return "\n".join(lines)
+
+
+async def serve(config: GatewayConfig, host: str, port: int) -> None:
+    from gateway.server import Gateway, build_app
+
+    gateway = Gateway(config)
+    app = build_app(gateway)
+    # handler_cancellation: a client that disconnects cancels its request, and with it every attempt.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    log.info("gateway listening on http://%s:%d (%d models, %d providers)", host, port,
+             len(config.models), len(config.providers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description="A hedging LLM gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the gateway")
+    p_serve.add_argument("--config", required=True, help="path to the YAML config")
+    p_serve.add_argument("--host", help="override server.host")
+    p_serve.add_argument("--port", type=int, help="override server.port")
+    p_serve.add_argument("--log-level", default="INFO")
+    p_check = sub.add_parser("check-config", help="validate a config and print the resolved routes")
+    p_check.add_argument("path")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = args.config if args.command == "serve" else args.path
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(f"{path}: OK")
+        print(describe(config))
+        return 0
+    _install_uvloop()
+    try:
+        asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port))
+    except OSError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,27 @@
+"""Configuration: frozen data (`model`) and the one module that reads files and the environment (`load`)."""
+
+from gateway.config.load import ConfigError, load_config, parse_config
+from gateway.config.model import (
+    GatewayConfig,
+    HedgeConfig,
+    ModelRoute,
+    Price,
+    ProviderConfig,
+    ServerConfig,
+    Target,
+    TelemetryConfig,
+)
+
+__all__ = [
+    "ConfigError",
+    "GatewayConfig",
+    "HedgeConfig",
+    "ModelRoute",
+    "Price",
+    "ProviderConfig",
+    "ServerConfig",
+    "Target",
+    "TelemetryConfig",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,272 @@
+"""Reads a YAML config file and the environment into `GatewayConfig`, naming the field of every error.
+
+This is the only module that reads files or environment variables for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import yaml
+
+from gateway.config.model import (
+    MAX_ATTEMPTS_CAP,
+    GatewayConfig,
+    HedgeConfig,
+    ModelRoute,
+    Price,
+    ProviderConfig,
+    ServerConfig,
+    Target,
+    TelemetryConfig,
+)
+from gateway.policies.breaker import BreakerOptions
+from gateway.policies.budget import BudgetOptions
+from gateway.policies.latency import AdaptiveDelayOptions, parse_quantile
+from gateway.types import WireFormat
+
+N = TypeVar("N", int, float)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A config problem, always naming the field: `models.chat.targets[1].provider: unknown provider`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class _Section:
+    """A mapping being read, with its dotted path for error messages; rejects unknown keys."""
+
+    def __init__(self, data: object, path: str, env: Mapping[str, str]) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, f"must be a mapping, got {type(data).__name__}")
+        self.data: Mapping[str, Any] = data
+        self.path = path
+        self.env = env
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def only(self, *allowed: str) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise ConfigError(self.at(str(key)), f"unknown key (expected one of: {', '.join(allowed)})")
+
+    def raw(self, key: str) -> object:
+        value = self.data.get(key)
+        return _substitute(value, self.at(key), self.env) if isinstance(value, str) else value
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.data.get(key), self.at(key), self.env)
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.raw(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.at(key), "is required")
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(self.at(key), f"must be a string, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: N, *, minimum: float | None = None,
+               maximum: float | None = None, kind: type[N] = float) -> N:  # type: ignore[assignment]
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            try:
+                value = float(value) if kind is float else int(value)
+            except ValueError:
+                raise ConfigError(self.at(key), f"must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.at(key), f"must be a number, got {type(value).__name__}")
+        if kind is int and not float(value).is_integer():
+            raise ConfigError(self.at(key), f"must be a whole number, got {value}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(self.at(key), f"must be >= {minimum:g}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(self.at(key), f"must be <= {maximum:g}, got {value}")
+        return kind(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.at(key), f"must be true or false, got {value!r}")
+        return value
+
+
+def _substitute(text: str, field: str, env: Mapping[str, str]) -> str:
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(field, f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(repl, text)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    return parse_config(data, os.environ if env is None else env)
+
+
+def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
+    root = _Section(data, "", env)
+    root.only("server", "providers", "models", "telemetry")
+    providers = _parse_providers(root.section("providers"))
+    models = _parse_models(root.section("models"), providers)
+    return GatewayConfig(server=_parse_server(root.section("server")), providers=providers, models=models,
+                         telemetry=_parse_telemetry(root.section("telemetry")))
+
+
+def _parse_server(s: _Section) -> ServerConfig:
+    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header")
+    keys = s.data.get("api_keys") or []
+    if not isinstance(keys, list):
+        raise ConfigError(s.at("api_keys"), "must be a list of strings")
+    api_keys: list[str] = []
+    for i, key in enumerate(keys):
+        field = f"{s.at('api_keys')}[{i}]"
+        if not isinstance(key, str):
+            raise ConfigError(field, "must be a string")
+        value = _substitute(key, field, s.env)
+        if not value:
+            raise ConfigError(field, "is empty")
+        api_keys.append(value)
+    return ServerConfig(
+        host=s.string("host", "127.0.0.1"),
+        port=s.number("port", 8080, minimum=0, maximum=65535, kind=int),
+        api_keys=tuple(api_keys),
+        max_body_mb=s.number("max_body_mb", 16.0, minimum=0.001),
+        deadline_header=s.string("deadline_header", "x-gateway-timeout-s").lower(),
+    )
+
+
+def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
+    if not s.data:
+        raise ConfigError("providers", "at least one provider is required")
+    out: dict[str, ProviderConfig] = {}
+    for name in s.data:
+        p = s.section(str(name))
+        p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
+               "anthropic_version")
+        kind_text = p.string("kind")
+        try:
+            kind = WireFormat(kind_text)
+        except ValueError:
+            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}") from None
+        base_url = p.string("base_url").rstrip("/")
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(p.at("base_url"), f"must be an http(s) URL, got {base_url!r}")
+        b = p.section("breaker")
+        b.only("fail_max", "reset_timeout_s")
+        out[str(name)] = ProviderConfig(
+            name=str(name), kind=kind, base_url=base_url, api_key=p.string("api_key", ""),
+            timeout_s=p.number("timeout_s", 60.0, minimum=0.001),
+            connect_timeout_s=p.number("connect_timeout_s", 10.0, minimum=0.001),
+            max_connections=p.number("max_connections", 256, minimum=1, kind=int),
+            breaker=BreakerOptions(fail_max=b.number("fail_max", 5, minimum=1, kind=int),
+                                   reset_timeout_s=b.number("reset_timeout_s", 30.0, minimum=0.001)),
+            anthropic_version=p.string("anthropic_version", "2023-06-01"),
+        )
+    return out
+
+
+def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[str, ModelRoute]:
+    if not s.data:
+        raise ConfigError("models", "at least one model alias is required")
+    out: dict[str, ModelRoute] = {}
+    for alias in s.data:
+        m = s.section(str(alias))
+        m.only("targets", "hedge", "timeout_s", "default_max_tokens")
+        raw_targets = m.data.get("targets")
+        if not isinstance(raw_targets, list) or not raw_targets:
+            raise ConfigError(m.at("targets"), "must be a non-empty list")
+        targets = []
+        for i, raw in enumerate(raw_targets):
+            t = _Section(raw, f"{m.at('targets')}[{i}]", s.env)
+            t.only("provider", "model", "price")
+            provider = t.string("provider")
+            if provider not in providers:
+                raise ConfigError(t.at("provider"), f"unknown provider {provider!r} "
+                                  f"(configured: {', '.join(providers)})")
+            price = t.section("price")
+            price.only("input_per_mtok", "output_per_mtok")
+            targets.append(Target(provider=provider, model=t.string("model"), price=Price(
+                input_per_mtok=price.number("input_per_mtok", 0.0, minimum=0),
+                output_per_mtok=price.number("output_per_mtok", 0.0, minimum=0))))
+        timeout = m.raw("timeout_s")
+        out[str(alias)] = ModelRoute(
+            alias=str(alias), targets=tuple(targets), hedge=_parse_hedge(m),
+            timeout_s=None if timeout is None else m.number("timeout_s", 0.0, minimum=0.001),
+            default_max_tokens=m.number("default_max_tokens", 4096, minimum=1, kind=int),
+        )
+    return out
+
+
+_HEDGE_KEYS = ("delay_ms", "max_attempts", "budget_percent", "budget_window_s", "budget_min", "min_delay_ms",
+               "max_delay_ms", "min_samples", "fallback_delay_ms", "window_s")
+
+
+def _parse_hedge(m: _Section) -> HedgeConfig:
+    raw = m.data.get("hedge")
+    if raw is False or raw == "off":
+        return HedgeConfig(max_attempts=1)
+    h = m.section("hedge")
+    h.only(*_HEDGE_KEYS)
+    budget = BudgetOptions(percent=h.number("budget_percent", 10.0, minimum=0, maximum=100),
+                           window_s=h.number("budget_window_s", 10.0, minimum=0.1),
+                           min_per_window=h.number("budget_min", 3, minimum=0, kind=int))
+    max_attempts = h.number("max_attempts", 2, minimum=1, maximum=MAX_ATTEMPTS_CAP, kind=int)
+    delay = h.raw("delay_ms")
+    if isinstance(delay, str) and delay.strip().lower().startswith("p"):
+        try:
+            quantile = parse_quantile(delay.strip().lower())
+        except ValueError as exc:
+            raise ConfigError(h.at("delay_ms"), str(exc)) from None
+        min_delay = h.number("min_delay_ms", 50.0, minimum=0)
+        max_delay = h.number("max_delay_ms", 10_000.0, minimum=0)
+        if max_delay < min_delay:
+            raise ConfigError(h.at("max_delay_ms"), f"must be >= min_delay_ms ({min_delay:g})")
+        adaptive = AdaptiveDelayOptions(
+            quantile=quantile, min_delay_ms=min_delay, max_delay_ms=max_delay,
+            min_samples=h.number("min_samples", 20, minimum=1, kind=int),
+            fallback_ms=h.number("fallback_delay_ms", 1_000.0, minimum=0),
+            window_s=h.number("window_s", 60.0, minimum=0.1))
+        return HedgeConfig(max_attempts=max_attempts, delay_ms=adaptive.fallback_ms, adaptive=adaptive,
+                           budget=budget)
+    for key in ("min_delay_ms", "max_delay_ms", "min_samples", "fallback_delay_ms", "window_s"):
+        if key in h.data:
+            raise ConfigError(h.at(key), "only applies to an adaptive delay_ms such as p95")
+    return HedgeConfig(max_attempts=max_attempts, delay_ms=h.number("delay_ms", 400.0, minimum=0),
+                       budget=budget)
+
+
+def _parse_telemetry(s: _Section) -> TelemetryConfig:
+    s.only("traces_file", "capture_content", "metrics_key")
+    return TelemetryConfig(traces_file=s.string("traces_file", "gateway-traces.jsonl"),
+                           capture_content=s.boolean("capture_content", False),
+                           metrics_key=s.string("metrics_key", ""))

@@ -1,0 +1,119 @@
+"""The gateway's configuration as plain frozen data. Parsing and validation live in `load`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gateway.policies.breaker import BreakerOptions
+from gateway.policies.budget import BudgetOptions
+from gateway.policies.latency import AdaptiveDelayOptions
+from gateway.types import WireFormat
+
+MAX_ATTEMPTS_CAP = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_body_mb: float = 16.0
+    # A client may shorten (never lengthen) the request deadline with this header, in seconds.
+    deadline_header: str = "x-gateway-timeout-s"
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: WireFormat
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    max_connections: int = 256
+    breaker: BreakerOptions = BreakerOptions()
+    anthropic_version: str = "2023-06-01"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+    price: Price = Price()
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    """How one alias hedges. `max_attempts == 1` is plain failover (errors still fall through the targets)."""
+
+    max_attempts: int = 2
+    delay_ms: float = 400.0  # fixed delay; 0 races every attempt at once
+    adaptive: AdaptiveDelayOptions | None = None  # set when delay_ms was given as "pNN"
+    budget: BudgetOptions = BudgetOptions()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_attempts > 1
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "off (failover only)"
+        if self.adaptive is not None:
+            q = self.adaptive.quantile * 100
+            delay = (f"p{q:g} of primary latency, clamped {self.adaptive.min_delay_ms:g}-"
+                     f"{self.adaptive.max_delay_ms:g} ms, {self.adaptive.fallback_ms:g} ms until "
+                     f"{self.adaptive.min_samples} samples")
+        elif self.delay_ms == 0:
+            delay = "0 ms (race all)"
+        else:
+            delay = f"{self.delay_ms:g} ms"
+        return f"delay {delay}, max {self.max_attempts} attempts, budget {self.budget.percent:g}%"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    alias: str
+    targets: tuple[Target, ...]
+    hedge: HedgeConfig = HedgeConfig()
+    timeout_s: float | None = None  # whole-request deadline; None: the primary provider's timeout_s
+    default_max_tokens: int = 4096  # Anthropic requires max_tokens; used when an OpenAI client sent none
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    traces_file: str = "gateway-traces.jsonl"  # used when no OTLP endpoint is configured; "" disables
+    capture_content: bool = False
+    metrics_key: str = field(default="", repr=False)  # non-empty: GET /metrics needs it as a bearer key
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    server: ServerConfig
+    providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelRoute]
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+    def deadline_s(self, route: ModelRoute) -> float:
+        if route.timeout_s is not None:
+            return route.timeout_s
+        return self.providers[route.targets[0].provider].timeout_s

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.clock import FakeClock
+from gateway.policies.latency import AdaptiveDelayOptions, LatencyTracker, parse_quantile
+
+
+def tracker(clock: FakeClock | None = None, **overrides: Any) -> LatencyTracker:
+    options: dict[str, Any] = {"quantile": 0.95, "min_delay_ms": 50.0, "max_delay_ms": 10_000.0,
+                               "min_samples": 20, "fallback_ms": 1_000.0, "window_s": 60.0,
+                               "max_samples": 2_000}
+    options.update(overrides)
+    return LatencyTracker(AdaptiveDelayOptions(**options), clock=clock or FakeClock())
+
+
+def record_ms(t: LatencyTracker, values_ms: list[float]) -> None:
+    for value in values_ms:
+        t.record(value / 1000.0)
+
+
+def test_fallback_until_min_samples_then_quantile_at_once() -> None:
+    t = tracker()
+    assert t.delay_s() == 1.0
+    record_ms(t, [200.0] * 19)
+    assert t.quantile_s() is None
+    assert t.delay_s() == 1.0
+    t.record(0.2)  # the 20th sample: no time passes, yet the delay switches
+    assert t.quantile_s() == pytest.approx(0.2)
+    assert t.delay_s() == pytest.approx(0.2)
+
+
+def test_nearest_rank_quantile_of_a_known_distribution() -> None:
+    values = [float(ms) for ms in range(1, 101)]
+    random.Random(7).shuffle(values)
+    for q, expected_ms in [(0.95, 95), (0.5, 50), (0.99, 99), (0.01, 1), (0.951, 96)]:
+        t = tracker(quantile=q)
+        record_ms(t, values)
+        assert t.quantile_s() == pytest.approx(expected_ms / 1000.0)
+        assert t.delay_s() == pytest.approx(max(expected_ms, 50) / 1000.0)
+
+
+def test_p99_9_of_a_thousand() -> None:
+    t = tracker(quantile=parse_quantile("p99.9"))
+    record_ms(t, [float(ms) for ms in range(1000, 0, -1)])
+    assert t.quantile_s() == pytest.approx(0.999)
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=600.0), min_size=1, max_size=300),
+       st.floats(min_value=0.001, max_value=0.999))
+def test_quantile_is_the_nearest_rank(values: list[float], q: float) -> None:
+    t = tracker(quantile=q, min_samples=1)
+    for value in values:
+        t.record(value)
+    v = t.quantile_s()
+    assert v is not None and v in values
+    n = len(values)
+    assert sum(x <= v for x in values) >= q * n - 1e-6  # at least a share q is <= v ...
+    assert sum(x < v for x in values) < q * n  # ... and v is the smallest such value
+
+
+def test_clamped_to_min_and_max() -> None:
+    fast = tracker()
+    record_ms(fast, [1.0] * 50)
+    assert fast.quantile_s() == pytest.approx(0.001)
+    assert fast.delay_s() == pytest.approx(0.05)
+    slow = tracker()
+    record_ms(slow, [60_000.0] * 50)
+    assert slow.delay_s() == pytest.approx(10.0)
+
+
+def test_old_samples_expire_after_window() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    record_ms(t, [300.0] * 30)
+    assert t.delay_s() == pytest.approx(0.3)
+    clock.advance(60.0)
+    assert t.sample_count() == 30  # exactly window_s old is still inside
+    clock.advance(0.001)
+    assert t.sample_count() == 0
+    assert t.quantile_s() is None
+    assert t.delay_s() == 1.0  # back to the fallback
+
+
+def test_expiry_keeps_the_recent_part() -> None:
+    clock = FakeClock()
+    t = tracker(clock, min_samples=5)
+    record_ms(t, [5_000.0] * 30)  # a slow spell ...
+    clock.advance(45)
+    record_ms(t, [100.0] * 30)  # ... then the target recovers
+    assert t.quantile_s() == pytest.approx(5.0)
+    clock.advance(20)  # the slow spell leaves the window
+    assert t.sample_count() == 30
+    assert t.quantile_s() == pytest.approx(0.1)
+    assert t.delay_s() == pytest.approx(0.1)
+
+
+def test_ring_capacity_bound_keeps_newest() -> None:
+    t = tracker(max_samples=50, quantile=0.5)
+    record_ms(t, [float(ms) for ms in range(1, 121)])
+    assert t.sample_count() == 50
+    assert t.quantile_s() == pytest.approx(0.095)  # median of 71..120 by nearest rank: 25th = 95
+
+
+def test_delay_is_cached_until_a_second_passes() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    # p95 of these 100 is 100 ms; one more 200 ms sample moves the 96th rank onto 200 ms.
+    record_ms(t, [100.0] * 95 + [200.0] * 5)
+    assert t.delay_s() == pytest.approx(0.1)
+    t.record(5.0)  # an extreme sample, 1% new: below the 5% rule
+    assert t.quantile_s() == pytest.approx(0.2)  # the fresh quantile has moved ...
+    assert t.delay_s() == pytest.approx(0.1)  # ... the cached delay has not
+    clock.advance(0.999)
+    assert t.delay_s() == pytest.approx(0.1)
+    clock.advance(0.001)
+    assert t.delay_s() == pytest.approx(0.2)
+
+
+def test_delay_is_recomputed_when_five_percent_of_samples_are_new() -> None:
+    t = tracker()
+    record_ms(t, [100.0] * 95 + [200.0] * 5)
+    assert t.delay_s() == pytest.approx(0.1)
+    record_ms(t, [9_000.0] * 4)  # 4% new: the fresh p95 is already 200 ms, the cached delay stays
+    assert t.quantile_s() == pytest.approx(0.2)
+    assert t.delay_s() == pytest.approx(0.1)
+    t.record(9.0)  # 5% new: recomputed without any time passing
+    assert t.delay_s() == pytest.approx(0.2)
+
+
+def test_bad_measurements_are_dropped() -> None:
+    t = tracker(min_samples=1)
+    for bad in (-0.001, float("nan"), float("inf")):
+        t.record(bad)
+    assert t.sample_count() == 0
+    t.record(0.0)
+    assert t.sample_count() == 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("p95", 0.95), ("p99.9", 0.999), ("p50", 0.5), ("p99", 0.99), ("p1", 0.01), ("p99.99", 0.9999),
+    ("P90", 0.9), (" p75 ", 0.75), ("p0.1", 0.001),
+])
+def test_parse_quantile(text: str, expected: float) -> None:
+    assert parse_quantile(text) == expected
+
+
+@pytest.mark.parametrize("text", ["p0", "p100", "x95", "p", "", "95", "p-5", "p1e2", "p95%", "p 95", "p100.5",
+                                  "p0.0", "p.5"])
+def test_parse_quantile_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid quantile"):
+        parse_quantile(text)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"quantile": 0.0}, {"quantile": 1.0}, {"min_delay_ms": -1.0},
+    {"min_delay_ms": 500.0, "max_delay_ms": 100.0}, {"fallback_ms": -1.0}, {"window_s": 0.0},
+    {"min_samples": 0}, {"min_samples": 30, "max_samples": 20},
+])
+def test_options_validation(overrides: dict[str, Any]) -> None:
+    options: dict[str, Any] = {"quantile": 0.95, **overrides}
+    with pytest.raises(ValueError):
+        AdaptiveDelayOptions(**options)
