@@ -95,20 +95,25 @@ async def _chat(request: web.Request, door: Door) -> web.StreamResponse:
     hooks.request_started(record)
     try:
         async with asyncio.TaskGroup() as tg:
-            result = await gw.engine.run(record, body, tg, deadline)
+            # Errors are handled inside the group: TaskGroup would wrap them in an ExceptionGroup.
+            try:
+                result = await gw.engine.run(record, body, tg, deadline)
+            except GatewayError as err:
+                record.status, record.error_type = err.status, err.type
+                return _error(door, err, _retry_after(record))
             headers = _winner_headers(record)
             if isinstance(result, Committed):
                 return await _stream(request, door, body, record, result, headers, deadline, gw)
             record.latency_s = gw.clock() - record.started
             # Sent before the TaskGroup awaits the cancelled losers: teardown never delays the winner.
             resp = web.Response(body=orjson.dumps(result.body), content_type=_JSON, headers=headers)
-            await resp.prepare(request)
-            await resp.write_eof()
+            try:
+                await resp.prepare(request)
+                await resp.write_eof()
+            except ConnectionResetError:
+                record.status, record.error_type = 499, "client_disconnected"
             return resp
-    except GatewayError as err:
-        record.status, record.error_type = err.status, err.type
-        return _error(door, err, _retry_after(record))
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         record.status, record.error_type = 499, "client_disconnected"
         raise
     finally:
@@ -142,6 +147,7 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
         return b"".join(encode(ev) for ev in events if keep_usage or not usage_only(ev))
 
     attempt, permit = won.attempt, won.stream.permit
+    tail = door.stream_end
     try:
         async with asyncio.timeout_at(deadline):
             await resp.write(frame(won.head))
@@ -154,18 +160,25 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
         if permit is not None:
             permit.failure()
         record.status, record.error_type = 502, exc.error_type
-        await resp.write(encode(door.error_event(GatewayError(502, exc.message, type="api_error"))))
+        tail = encode(door.error_event(GatewayError(502, exc.message, type="api_error"))) + tail
     except TimeoutError:
-        await won.stream.aclose()
         record.status, record.error_type = 504, "timeout"
-        await resp.write(encode(door.error_event(GatewayError(504, "deadline exceeded mid-stream",
-                                                              type="timeout_error"))))
+        tail = encode(door.error_event(GatewayError(504, "deadline exceeded mid-stream",
+                                                    type="timeout_error"))) + tail
+    except ConnectionResetError:  # the client left: nothing more to write
+        record.status, record.error_type = 499, "client_disconnected"
+        tail = b""
     finally:
+        await won.stream.aclose()  # no-op after a clean end; otherwise drops the upstream connection
         if permit is not None:
             permit.release()  # no-op when settled above; a client that left says nothing of the provider
         attempt.ended = gw.clock()
         record.latency_s = attempt.ended - record.started
         gw.hooks.attempt_finished(record, attempt)
-    await resp.write(door.stream_end)
-    await resp.write_eof()
+    try:
+        if tail:
+            await resp.write(tail)
+        await resp.write_eof()
+    except ConnectionResetError:
+        record.status, record.error_type = 499, "client_disconnected"
     return resp

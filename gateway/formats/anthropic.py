@@ -1,0 +1,355 @@
+"""Anthropic Messages wire format: request checks, SSE framing, errors, stream inspection, aggregation.
+
+Field names follow `anthropic.types` (RawMessageStreamEvent, Message); run-time code works on plain dicts.
+The gateway always streams from providers, so `Aggregator` rebuilds a non-streaming `Message` from events.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.formats import (
+    NOTHING,
+    EventInfo,
+    check_bool,
+    check_list,
+    check_non_empty_str,
+    check_number,
+    check_object,
+    check_positive_int,
+    check_request_object,
+    check_typed_parts,
+    content_info,
+    invalid,
+)
+from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEvent
+
+__all__ = [
+    "STREAM_END",
+    "Aggregator",
+    "encode_event",
+    "error_body",
+    "error_event",
+    "inspect",
+    "is_usage_only",
+    "validate_request",
+    "wants_usage",
+]
+
+# Anthropic streams end with the message_stop event itself; nothing follows it on the wire.
+STREAM_END = b""
+
+_ROLES = ("user", "assistant")
+
+
+# ---------------------------------------------------------------- request validation
+
+def validate_request(body: object) -> Json:
+    """Check a client's Messages body; raise GatewayError(400, param=<field path>) on the first fault.
+
+    Unlike the OpenAI door, a null optional field is rejected: the Messages API does not accept nulls.
+    """
+    req = check_request_object(body)
+    for i, message in enumerate(req["messages"]):
+        _validate_message(message, i)
+    if "max_tokens" not in req:
+        raise invalid("max_tokens", "required")
+    check_positive_int(req["max_tokens"], "max_tokens")
+    if "stream" in req:
+        check_bool(req["stream"], "stream")
+    if "temperature" in req:
+        check_number(req["temperature"], "temperature", 0, 1)
+    if "top_p" in req:
+        check_number(req["top_p"], "top_p", 0, 1)
+    if "stop_sequences" in req:
+        for j, item in enumerate(check_list(req["stop_sequences"], "stop_sequences")):
+            if type(item) is not str:
+                raise invalid(f"stop_sequences[{j}]", "must be a string")
+    if "system" in req:
+        _validate_system(req["system"])
+    if "tools" in req:
+        for i, tool in enumerate(check_list(req["tools"], "tools")):
+            _validate_tool(tool, i)
+    return req
+
+
+def _validate_message(message: object, i: int) -> None:
+    where = f"messages[{i}]"
+    msg = check_object(message, where)
+    if msg.get("role") not in _ROLES:
+        raise invalid(f"{where}.role", "must be one of user, assistant")
+    content = msg.get("content")
+    if type(content) is list:
+        check_typed_parts(content, f"{where}.content")
+    elif type(content) is not str:
+        raise invalid(f"{where}.content", "must be a string or an array of content blocks")
+
+
+def _validate_system(system: object) -> None:
+    if type(system) is str:
+        return
+    if type(system) is not list:
+        raise invalid("system", "must be a string or an array of text blocks")
+    for j, item in enumerate(system):
+        block = check_object(item, f"system[{j}]")
+        if block.get("type") != "text":
+            raise invalid(f"system[{j}].type", "must be 'text'")
+        if type(block.get("text")) is not str:
+            raise invalid(f"system[{j}].text", "must be a string")
+
+
+def _validate_tool(tool: object, i: int) -> None:
+    where = f"tools[{i}]"
+    spec = check_object(tool, where)
+    check_non_empty_str(spec.get("name"), f"{where}.name")
+    # Server tools (web_search_20250305, bash_20250124, ...) carry a versioned `type` and no input_schema.
+    if spec.get("type") in (None, "custom"):
+        check_object(spec.get("input_schema"), f"{where}.input_schema")
+
+
+# ---------------------------------------------------------------- framing and errors
+
+def encode_event(ev: SSEEvent) -> bytes:
+    """One SSE frame. The `event:` line is mandatory: the anthropic SDK drops events without one."""
+    name = ev.event or ev.data.get("type") or "message"
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(ev.data) + b"\n\n"
+
+
+_ERROR_TYPES = frozenset({
+    "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
+    "request_too_large", "rate_limit_error", "api_error", "overloaded_error", "timeout_error",
+})
+
+# Types that arrive from OpenAI-format upstreams or from the gateway's own ProviderError.error_type.
+_ERROR_TYPE_ALIASES = {
+    "server_error": "api_error",
+    "internal_error": "api_error",
+    "connection_error": "api_error",
+    "bad_stream": "api_error",
+    "timeout": "timeout_error",
+    "invalid_api_key": "authentication_error",
+    "insufficient_quota": "billing_error",
+    "model_not_found": "not_found_error",
+    "context_length_exceeded": "invalid_request_error",
+}
+
+_ERROR_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def _error_type(err: GatewayError) -> str:
+    """The Anthropic error type for a gateway error: its own type if Anthropic knows it, else by status."""
+    if err.type in _ERROR_TYPES:
+        return err.type
+    if alias := _ERROR_TYPE_ALIASES.get(err.type):
+        return alias
+    if by_status := _ERROR_TYPE_BY_STATUS.get(err.status):
+        return by_status
+    return "api_error" if err.status >= 500 else "invalid_request_error"
+
+
+def error_body(err: GatewayError) -> Json:
+    return {"type": "error", "error": {"type": _error_type(err), "message": err.message}}
+
+
+def error_event(err: GatewayError) -> SSEEvent:
+    """An error after the stream started: `event: error`, which the anthropic SDK raises as APIStatusError."""
+    return SSEEvent(error_body(err), event="error")
+
+
+def wants_usage(body: Json) -> bool:
+    return True  # usage is part of message_start/message_delta: Anthropic clients always get it
+
+
+def is_usage_only(ev: SSEEvent) -> bool:
+    return False  # no Anthropic event is usage alone: message_delta also carries stop_reason
+
+
+# ---------------------------------------------------------------- stream inspection
+
+_END = EventInfo(end=True)
+# A block start that is itself output (a tool call, server tool results, redacted thinking).
+_CONTENT_START = EventInfo(content=True)
+
+
+def inspect(ev: SSEEvent) -> EventInfo:
+    """Classify one event from a provider. Deltas are checked first: they are nearly every event."""
+    data = ev.data
+    kind = data.get("type") or ev.event
+    if kind == "content_block_delta":
+        delta = data.get("delta") or {}
+        delta_type = delta.get("type")
+        if delta_type == "text_delta":
+            piece = delta.get("text")
+        elif delta_type == "input_json_delta":
+            piece = delta.get("partial_json")
+        elif delta_type == "thinking_delta":
+            piece = delta.get("thinking")  # reasoning is generated (and billed) output too
+        else:
+            return NOTHING  # signature_delta, citations_delta: metadata about output, not output
+        return content_info(piece) if piece else NOTHING
+    if kind in ("ping", "content_block_stop"):
+        return NOTHING
+    if kind == "message_delta":
+        usage = data.get("usage") or {}
+        reason = (data.get("delta") or {}).get("stop_reason")
+        if usage.get("input_tokens") is None:
+            return EventInfo(output_tokens=usage.get("output_tokens"), finish_reason=reason)
+        return _usage_info(usage, reason)
+    if kind == "message_start":
+        return _usage_info((data.get("message") or {}).get("usage") or {}, None)
+    if kind == "content_block_start":
+        block = data.get("content_block") or {}
+        block_type = block.get("type")
+        if block_type == "text":
+            text = block.get("text")
+            return EventInfo(content=True, text=text) if text else NOTHING
+        if block_type == "thinking":
+            thinking = block.get("thinking")
+            return EventInfo(content=True, text=thinking) if thinking else NOTHING
+        if block_type in ("tool_use", "server_tool_use"):
+            return EventInfo(content=True, text=block.get("name") or "")
+        return _CONTENT_START
+    if kind == "message_stop":
+        return _END
+    if kind == "error":
+        error = data.get("error") or {}
+        return EventInfo(error=(str(error.get("type") or "api_error"),
+                                str(error.get("message") or "error in stream")))
+    return NOTHING
+
+
+def _usage_info(usage: Json, finish_reason: str | None) -> EventInfo:
+    # Anthropic's input_tokens excludes cache reads and writes; the engine wants every prompt token.
+    cache_read = usage.get("cache_read_input_tokens") or 0
+    cache_write = usage.get("cache_creation_input_tokens") or 0
+    return EventInfo(
+        input_tokens=(usage.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=usage.get("output_tokens"),
+        cached_input_tokens=cache_read,
+        finish_reason=finish_reason,
+    )
+
+
+# ---------------------------------------------------------------- aggregation
+
+class Aggregator:
+    """Builds the complete non-streaming `message` body from a provider's events.
+
+    Blocks of any type are kept as they start; text/thinking/partial JSON deltas are collected as lists and
+    joined once in `result()`. `result()` raises ProviderError(FAULT) if a tool's input JSON is malformed.
+    """
+
+    def __init__(self) -> None:
+        self._message: Json = {}
+        self._usage: Json = {}
+        self._blocks: dict[int, Json] = {}
+        self._pieces: dict[int, list[str]] = {}  # block index -> text, thinking or partial_json pieces
+
+    def feed(self, ev: SSEEvent) -> None:
+        data = ev.data
+        kind = data.get("type") or ev.event
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            index = data.get("index", 0)
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                self._piece(index, delta.get("text"))
+            elif delta_type == "input_json_delta":
+                self._piece(index, delta.get("partial_json"))
+            elif delta_type == "thinking_delta":
+                self._piece(index, delta.get("thinking"))
+            elif delta_type == "signature_delta":
+                self._block(index)["signature"] = delta.get("signature", "")
+            elif delta_type == "citations_delta":
+                block = self._block(index)
+                citations = block.get("citations")
+                block["citations"] = [*(citations or ()), delta.get("citation")]
+        elif kind == "content_block_start":
+            self._blocks[data.get("index", len(self._blocks))] = dict(data.get("content_block") or {})
+        elif kind == "message_start":
+            self._message = dict(data.get("message") or {})
+            self._usage = dict(self._message.get("usage") or {})
+            for index, block in enumerate(self._message.get("content") or ()):
+                self._blocks[index] = dict(block)
+        elif kind == "message_delta":
+            delta = data.get("delta") or {}
+            for key, value in delta.items():
+                self._message[key] = value
+            # message_delta usage is cumulative; a null field means "unchanged", not zero.
+            for key, value in (data.get("usage") or {}).items():
+                if value is not None:
+                    self._usage[key] = value
+
+    def _piece(self, index: int, piece: str | None) -> None:
+        if piece:
+            pieces = self._pieces.get(index)
+            if pieces is None:
+                self._block(index)  # a delta for a block that never started (broken stream): keep the text
+                pieces = self._pieces[index] = []
+            pieces.append(piece)
+
+    def _block(self, index: int) -> Json:
+        block = self._blocks.get(index)
+        if block is None:
+            block = self._blocks[index] = {"type": "text", "text": ""}
+        return block
+
+    def result(self) -> Json:
+        message = self._message
+        usage = self._usage
+        return {
+            **message,
+            "id": message.get("id") or "",
+            "type": "message",
+            "role": "assistant",
+            "model": message.get("model") or "",
+            "content": [self._finish_block(index) for index in sorted(self._blocks)],
+            "stop_reason": message.get("stop_reason"),
+            "stop_sequence": message.get("stop_sequence"),
+            "usage": {
+                **usage,
+                "input_tokens": usage.get("input_tokens") or 0,
+                "output_tokens": usage.get("output_tokens") or 0,
+                "cache_read_input_tokens": usage.get("cache_read_input_tokens") or 0,
+                "cache_creation_input_tokens": usage.get("cache_creation_input_tokens") or 0,
+            },
+        }
+
+    def _finish_block(self, index: int) -> Json:
+        block = dict(self._blocks[index])
+        pieces = self._pieces.get(index)
+        block_type = block.get("type")
+        if block_type in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            if pieces:
+                block["input"] = _parse_input("".join(pieces), index)
+            elif not isinstance(block.get("input"), dict):
+                block["input"] = {}
+        elif block_type == "thinking":
+            block["thinking"] = (block.get("thinking") or "") + "".join(pieces or ())
+            block.setdefault("signature", "")
+        elif block_type == "text":
+            block["text"] = (block.get("text") or "") + "".join(pieces or ())
+        return block
+
+
+def _parse_input(raw: str, index: int) -> Json:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        # The provider streamed a tool call whose input is not a JSON object: a broken stream, not ours.
+        raise ProviderError(FailureKind.FAULT, f"content[{index}]: tool input is not a JSON object",
+                            error_type="bad_stream")
+    return parsed

@@ -1,0 +1,396 @@
+"""OpenAI Chat Completions wire format: request checks, SSE framing, errors, stream inspection, aggregation.
+
+Field names follow `openai.types.chat` (ChatCompletionChunk, ChatCompletion); run-time code works on plain
+dicts. The gateway always streams from providers, so `Aggregator` rebuilds a non-streaming body from chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.formats import (
+    NOTHING,
+    EventInfo,
+    check_bool,
+    check_list,
+    check_non_empty_str,
+    check_number,
+    check_object,
+    check_positive_int,
+    check_request_object,
+    check_typed_parts,
+    content_info,
+    invalid,
+)
+from gateway.types import GatewayError, Json, SSEEvent
+
+__all__ = [
+    "STREAM_END",
+    "Aggregator",
+    "encode_event",
+    "error_body",
+    "error_event",
+    "inspect",
+    "is_usage_only",
+    "validate_request",
+    "wants_usage",
+]
+
+STREAM_END = b"data: [DONE]\n\n"
+
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+_ROLES_TEXT = ", ".join(_ROLES)
+
+
+# ---------------------------------------------------------------- request validation
+
+def validate_request(body: object) -> Json:
+    """Check a client's Chat Completions body; raise GatewayError(400, param=<field path>) on the first fault.
+
+    Optional fields may be null: the OpenAI API spec declares them nullable and some clients send nulls.
+    """
+    req = check_request_object(body)
+    for i, message in enumerate(req["messages"]):
+        _validate_message(message, i)
+    if (stream := req.get("stream")) is not None:
+        check_bool(stream, "stream")
+    for key in ("max_tokens", "max_completion_tokens"):
+        if (value := req.get(key)) is not None:
+            check_positive_int(value, key)
+    if (temperature := req.get("temperature")) is not None:
+        check_number(temperature, "temperature", 0, 2)
+    if (top_p := req.get("top_p")) is not None:
+        check_number(top_p, "top_p", 0, 1)
+    if (n := req.get("n")) is not None and (type(n) is not int or n != 1):
+        # Hedging races whole answers from different providers; several choices per answer do not fit.
+        raise invalid("n", "only n=1 is supported by this gateway")
+    if (stop := req.get("stop")) is not None:
+        _validate_stop(stop)
+    if (tools := req.get("tools")) is not None:
+        for i, tool in enumerate(check_list(tools, "tools")):
+            _validate_tool(tool, i)
+    if (stream_options := req.get("stream_options")) is not None:
+        options = check_object(stream_options, "stream_options")
+        if (include_usage := options.get("include_usage")) is not None:
+            check_bool(include_usage, "stream_options.include_usage")
+    return req
+
+
+def _validate_message(message: object, i: int) -> None:
+    where = f"messages[{i}]"
+    msg = check_object(message, where)
+    role = msg.get("role")
+    if role not in _ROLES:
+        raise invalid(f"{where}.role", f"must be one of {_ROLES_TEXT}")
+    content = msg.get("content")
+    if type(content) is list:
+        check_typed_parts(content, f"{where}.content")
+    elif type(content) is not str:
+        # The API lets an assistant turn that only calls tools (or the legacy function) carry no content.
+        may_be_null = (role == "assistant" and (msg.get("tool_calls") or msg.get("function_call"))) or (
+            role == "function")
+        if content is not None or not may_be_null:
+            raise invalid(f"{where}.content", "must be a string or an array of content parts"
+                          + (" (or null when tool_calls is set)" if role == "assistant" else ""))
+    if role == "tool":
+        check_non_empty_str(msg.get("tool_call_id"), f"{where}.tool_call_id")
+    elif role == "function":
+        check_non_empty_str(msg.get("name"), f"{where}.name")
+    elif role == "assistant" and (tool_calls := msg.get("tool_calls")) is not None:
+        for j, call in enumerate(check_list(tool_calls, f"{where}.tool_calls")):
+            _validate_tool_call(call, f"{where}.tool_calls[{j}]")
+
+
+def _validate_tool_call(call: object, where: str) -> None:
+    tool_call = check_object(call, where)
+    check_non_empty_str(tool_call.get("id"), f"{where}.id")
+    if tool_call.get("type", "function") != "function":
+        return  # custom tool calls: passed through for the provider to judge
+    function = check_object(tool_call.get("function"), f"{where}.function")
+    check_non_empty_str(function.get("name"), f"{where}.function.name")
+    if type(function.get("arguments")) is not str:
+        raise invalid(f"{where}.function.arguments", "must be a string of JSON")
+
+
+def _validate_stop(stop: object) -> None:
+    if type(stop) is str:
+        return
+    if type(stop) is not list or len(stop) > 4:
+        raise invalid("stop", "must be a string or an array of at most 4 strings")
+    for j, item in enumerate(stop):
+        if type(item) is not str:
+            raise invalid(f"stop[{j}]", "must be a string")
+
+
+def _validate_tool(tool: object, i: int) -> None:
+    where = f"tools[{i}]"
+    spec = check_object(tool, where)
+    if spec.get("type") != "function":
+        raise invalid(f"{where}.type", "must be 'function' (the only tool type this gateway supports)")
+    function = check_object(spec.get("function"), f"{where}.function")
+    check_non_empty_str(function.get("name"), f"{where}.function.name")
+    if (parameters := function.get("parameters")) is not None:
+        check_object(parameters, f"{where}.function.parameters")
+
+
+# ---------------------------------------------------------------- framing and errors
+
+def encode_event(ev: SSEEvent) -> bytes:
+    """One SSE frame. OpenAI streams carry no `event:` line."""
+    return b"data: " + orjson.dumps(ev.data) + b"\n\n"
+
+
+def error_body(err: GatewayError) -> Json:
+    return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+
+
+def error_event(err: GatewayError) -> SSEEvent:
+    """An error after the stream started: the openai SDK raises APIError on a `{"error": ...}` chunk."""
+    return SSEEvent(error_body(err))
+
+
+def wants_usage(body: Json) -> bool:
+    options = body.get("stream_options")
+    return type(options) is dict and options.get("include_usage") is True
+
+
+def is_usage_only(ev: SSEEvent) -> bool:
+    data = ev.data
+    return not data.get("choices") and bool(data.get("usage"))
+
+
+# ---------------------------------------------------------------- stream inspection
+
+def inspect(ev: SSEEvent) -> EventInfo:
+    """Classify one provider chunk. Runs on every chunk: role-only and empty chunks allocate nothing."""
+    data = ev.data
+    error = data.get("error")
+    if error:
+        return _error_info(error)
+    content = False
+    text = ""
+    finish_reason = None
+    choices = data.get("choices")
+    if choices:
+        for choice in choices:
+            delta = choice.get("delta")
+            if delta:
+                if piece := delta.get("content"):
+                    content = True
+                    text += piece
+                if piece := delta.get("refusal"):
+                    content = True
+                    text += piece
+                # OpenAI-compatible reasoning models (DeepSeek, vLLM) stream their thinking here first.
+                piece = delta.get("reasoning_content") or delta.get("reasoning")
+                if piece and type(piece) is str:
+                    content = True
+                    text += piece
+                if tool_calls := delta.get("tool_calls"):
+                    for call in tool_calls:
+                        function = call.get("function") or {}
+                        arguments = function.get("arguments") or ""
+                        name = function.get("name") or ""
+                        if call.get("id") or name or arguments:
+                            content = True
+                            text += name + arguments
+                if function_call := delta.get("function_call"):
+                    content = True
+                    text += (function_call.get("name") or "") + (function_call.get("arguments") or "")
+            if reason := choice.get("finish_reason"):
+                finish_reason = reason
+    usage = data.get("usage")
+    if not usage:
+        if finish_reason:
+            return EventInfo(content=content, finish_reason=finish_reason, text=text)
+        return content_info(text) if content else NOTHING
+    details = usage.get("prompt_tokens_details")
+    return EventInfo(
+        content=content,
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        cached_input_tokens=details.get("cached_tokens") if details else None,
+        finish_reason=finish_reason,
+        text=text,
+    )
+
+
+def _error_info(error: object) -> EventInfo:
+    if type(error) is dict:
+        kind = error.get("type") or error.get("code") or "api_error"
+        message = error.get("message") or "error in stream"
+        return EventInfo(error=(str(kind), str(message)))
+    return EventInfo(error=("api_error", str(error)))
+
+
+# ---------------------------------------------------------------- aggregation
+
+class _Choice:
+    """The pieces of one choice, collected as lists and joined once at the end."""
+
+    __slots__ = ("content", "finish_reason", "function_call", "logprobs", "refusal", "tool_calls")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.tool_calls: dict[int, _ToolCall] = {}
+        self.function_call: _ToolCall | None = None
+        self.finish_reason: str | None = None
+        self.logprobs: list[Any] | None = None
+
+
+class _ToolCall:
+    __slots__ = ("arguments", "id", "name", "type")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.type = "function"
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def feed(self, call: Json) -> None:
+        if call_id := call.get("id"):
+            self.id = call_id
+        if call_type := call.get("type"):
+            self.type = call_type
+        function = call.get("function") or call  # a legacy function_call delta holds name/arguments itself
+        if name := function.get("name"):
+            self.name += name  # sent once in practice; some providers split it, so append
+        if arguments := function.get("arguments"):
+            self.arguments.append(arguments)
+
+
+class Aggregator:
+    """Builds the complete non-streaming `chat.completion` body from a provider's chunks."""
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._created = 0
+        self._model = ""
+        self._system_fingerprint: str | None = None
+        self._service_tier: str | None = None
+        self._usage: Json | None = None
+        self._choices: dict[int, _Choice] = {}
+
+    def feed(self, ev: SSEEvent) -> None:
+        data = ev.data
+        if data.get("error"):
+            return  # the engine reads errors through inspect(); they are not part of the answer
+        if not self._id and (chunk_id := data.get("id")):
+            self._id = chunk_id
+        if not self._created and (created := data.get("created")):
+            self._created = created
+        if model := data.get("model"):
+            self._model = model
+        if fingerprint := data.get("system_fingerprint"):
+            self._system_fingerprint = fingerprint
+        if service_tier := data.get("service_tier"):
+            self._service_tier = service_tier
+        if usage := data.get("usage"):
+            self._usage = usage
+        for choice in data.get("choices") or ():
+            self._feed_choice(choice)
+
+    def _feed_choice(self, choice: Json) -> None:
+        index = choice.get("index", 0)
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _Choice()
+        delta = choice.get("delta") or {}
+        if content := delta.get("content"):
+            state.content.append(content)
+        if refusal := delta.get("refusal"):
+            state.refusal.append(refusal)
+        for call in delta.get("tool_calls") or ():
+            # Some OpenAI-compatible providers omit `index`: a call with a new id starts a new slot.
+            call_index = call.get("index")
+            if call_index is None:
+                known = max(state.tool_calls, default=-1)
+                starts_new = known < 0 or (call.get("id") and call["id"] != state.tool_calls[known].id)
+                call_index = known + 1 if starts_new else known
+            slot = state.tool_calls.get(call_index)
+            if slot is None:
+                slot = state.tool_calls[call_index] = _ToolCall()
+            slot.feed(call)
+        if function_call := delta.get("function_call"):
+            if state.function_call is None:
+                state.function_call = _ToolCall()
+            state.function_call.feed(function_call)
+        if reason := choice.get("finish_reason"):
+            state.finish_reason = reason
+        logprobs = choice.get("logprobs")
+        if logprobs and logprobs.get("content"):
+            if state.logprobs is None:
+                state.logprobs = []
+            state.logprobs.extend(logprobs["content"])
+
+    def result(self) -> Json:
+        choices = [self._choice_body(index, self._choices[index]) for index in sorted(self._choices)]
+        if not choices:
+            choices = [self._choice_body(0, _Choice())]
+        body: Json = {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": self._model,
+            "choices": choices,
+            "usage": self._usage_body(),
+        }
+        if self._system_fingerprint is not None:
+            body["system_fingerprint"] = self._system_fingerprint
+        if self._service_tier is not None:
+            body["service_tier"] = self._service_tier
+        return body
+
+    @staticmethod
+    def _choice_body(index: int, state: _Choice) -> Json:
+        text = "".join(state.content)
+        refusal = "".join(state.refusal) or None
+        has_calls = bool(state.tool_calls) or state.function_call is not None
+        message: Json = {
+            "role": "assistant",
+            # Like the API: no text next to tool calls or a refusal is null, not "".
+            "content": text if text or not (has_calls or refusal) else None,
+            "refusal": refusal,
+        }
+        if state.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id or f"call_{call_index}",
+                    "type": call.type,
+                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                }
+                for call_index, call in sorted(state.tool_calls.items())
+            ]
+        if state.function_call is not None:
+            message["function_call"] = {
+                "name": state.function_call.name,
+                "arguments": "".join(state.function_call.arguments),
+            }
+        finish_reason = state.finish_reason or ("tool_calls" if state.tool_calls else "stop")
+        return {
+            "index": index,
+            "message": message,
+            "finish_reason": finish_reason,
+            "logprobs": {"content": state.logprobs, "refusal": None} if state.logprobs else None,
+        }
+
+    def _usage_body(self) -> Json | None:
+        # None when the provider sent no usage chunk: zeros would be a wrong count, not a missing one.
+        usage = self._usage
+        if usage is None:
+            return None
+        prompt = usage.get("prompt_tokens") or 0
+        completion = usage.get("completion_tokens") or 0
+        details = usage.get("prompt_tokens_details") or {}
+        body: Json = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": usage.get("total_tokens") or prompt + completion,
+            "prompt_tokens_details": {**details, "cached_tokens": details.get("cached_tokens") or 0},
+        }
+        if completion_details := usage.get("completion_tokens_details"):
+            body["completion_tokens_details"] = completion_details
+        return body

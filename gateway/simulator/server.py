@@ -1,0 +1,338 @@
+"""A simulated LLM provider: one aiohttp server on 127.0.0.1 speaking both OpenAI and Anthropic wire formats.
+
+Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic), `GET /v1/models` (shape by the
+`anthropic-version` header), and the control plane `GET /_sim/stats`, `POST /_sim/reset`,
+`GET|PUT /_sim/profile`. Behaviour comes from a `SimProfile`; randomness from one `random.Random(seed)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.simulator.anthropic_wire import AnthropicDialect
+from gateway.simulator.chat import TOOL_ARGUMENT_PIECES, BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
+from gateway.simulator.openai_wire import OpenAIDialect
+from gateway.simulator.profile import SimProfile, parse_profile
+from gateway.simulator.stats import SimStats, redact_headers
+
+HOST = "127.0.0.1"
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_OPENAI = OpenAIDialect()
+_ANTHROPIC = AnthropicDialect()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one successful request will do, drawn up front so a request's random choices are made together."""
+
+    first_delay_s: float  # ttft, plus the stall when one was drawn
+    units: int  # tokens to send (text tokens, or tool-argument pieces)
+    finish: Finish
+    midstream_error: bool
+
+
+class SimulatedProvider:
+    """One simulated provider. Use `async with SimulatedProvider(profile) as sim:` and point an SDK at it:
+    openai `base_url=sim.base_url + "/v1"`, anthropic `base_url=sim.base_url`.
+    """
+
+    def __init__(self, profile: SimProfile | None = None, *, name: str = "sim", seed: int = 0,
+                 port: int = 0) -> None:
+        self.profile: SimProfile = profile if profile is not None else SimProfile()  # read once per request
+        self.name = name
+        self.seed = seed
+        self.stats = SimStats()
+        self._rng = random.Random(seed)
+        self._requested_port = port
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._epoch = 0.0  # loop time the outage clock counts from
+        self._seq = 0  # numbers ids (chatcmpl-simN, msg_simN) deterministically
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError(f"simulated provider {self.name!r} is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError(f"simulated provider {self.name!r} is already started")
+        # handler_cancellation: a client that goes away cancels its handler, which is how `disconnected` is
+        # counted and how a hedged loser stops costing anything. A short shutdown_timeout keeps stop() fast
+        # even with hanging requests; access logs are off because this is also the load-test upstream.
+        runner = web.AppRunner(self._make_app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, self._requested_port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._epoch = asyncio.get_running_loop().time()
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SimulatedProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def reset(self) -> None:
+        """Zero the counters, restart the outage clock and re-seed, so a run after a reset repeats exactly."""
+        self.stats.reset()
+        self._rng.seed(self.seed)
+        self._seq = 0
+        self._epoch = asyncio.get_running_loop().time()
+
+    def elapsed_s(self) -> float:
+        """Seconds on the outage clock: since start or the last reset."""
+        return asyncio.get_running_loop().time() - self._epoch
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - the agreed test-facing API
+        """Wait until no chat request is being handled (e.g. after a client cancelled, until the server noticed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.stats.in_flight > 0:
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{self.name}: {self.stats.in_flight} request(s) still in flight after {timeout}s")
+            await asyncio.sleep(0.005)
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # load tests send long prompts
+        app.router.add_post("/v1/chat/completions", self._handle_openai)
+        app.router.add_post("/v1/messages", self._handle_anthropic)
+        app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_get("/_sim/stats", self._handle_stats)
+        app.router.add_post("/_sim/reset", self._handle_reset)
+        app.router.add_get("/_sim/profile", self._handle_get_profile)
+        app.router.add_put("/_sim/profile", self._handle_put_profile)
+        return app
+
+    # ---- chat requests -----------------------------------------------------------------------------------
+
+    async def _handle_openai(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle_chat(request, _OPENAI)
+
+    async def _handle_anthropic(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle_chat(request, _ANTHROPIC)
+
+    async def _handle_chat(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+        stats = self.stats
+        stats.received += 1
+        stats.in_flight += 1
+        self._seq += 1
+        try:
+            return await self._serve(request, dialect, self.profile, self._seq)
+        except asyncio.CancelledError:
+            # handler_cancellation: the client closed the connection while we were waiting or writing.
+            stats.disconnected += 1
+            raise
+        finally:
+            stats.in_flight -= 1
+
+    async def _serve(self, request: web.Request, dialect: Dialect, profile: SimProfile,
+                     seq: int) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.stats.last_headers = redact_headers(request.headers)
+        self.stats.last_body = body
+
+        if profile.hang:
+            await asyncio.Future()  # never resolves: ends when the client leaves and aiohttp cancels us
+        if profile.outages and profile.outage_at(self.elapsed_s()):
+            return await self._error(request, dialect, seq, profile, profile.outage_status, "Simulated outage.")
+        if profile.require_key is not None and not _same_key(dialect.credential(request.headers),
+                                                               profile.require_key):
+            return await self._error(request, dialect, seq, profile, 401, "Invalid API key (simulated).",
+                                     code="invalid_api_key")
+        if body is None:
+            return await self._error(request, dialect, seq, profile, 400, "Request body is not valid JSON.")
+        try:
+            chat = dialect.parse_request(body)
+        except BadRequest as exc:
+            return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
+
+        # Always draw the three chances, whatever the probabilities, so two profiles that differ only in
+        # rates still see the same random stream for everything else.
+        rng = self._rng
+        fails = rng.random() < profile.error_rate
+        stalls = rng.random() < profile.stall_prob
+        breaks_midstream = rng.random() < profile.midstream_error_rate
+        if fails:
+            message = "Overloaded" if profile.error_status == 529 else "Simulated error."
+            return await self._error(request, dialect, seq, profile, profile.error_status, message)
+        plan = self._plan(profile, chat, stalls, breaks_midstream)
+        encoder = dialect.encoder(chat, seq)
+        headers = {dialect.request_id_header: f"req_sim{seq}"}
+        if chat.stream:
+            return await self._stream(request, encoder, headers, profile, plan)
+        return await self._respond(request, dialect, seq, encoder, headers, profile, plan)
+
+    def _plan(self, profile: SimProfile, chat: ChatRequest, stalls: bool, breaks_midstream: bool) -> _Plan:
+        first_ms = profile.ttft.sample_ms(self._rng) + (profile.stall_ms if stalls else 0.0)
+        if chat.forced_tool is not None:
+            # max_tokens is not applied to tool calls: the arguments are tiny and must stay valid JSON.
+            return _Plan(first_ms / 1000, len(TOOL_ARGUMENT_PIECES), Finish.TOOL_CALL, breaks_midstream)
+        units = profile.output_tokens
+        finish = Finish.STOP
+        if chat.max_tokens is not None and chat.max_tokens < units:
+            units, finish = chat.max_tokens, Finish.LENGTH
+        return _Plan(first_ms / 1000, units, finish, breaks_midstream)
+
+    async def _stream(self, request: web.Request, encoder: StreamEncoder, headers: dict[str, str],
+                      profile: SimProfile, plan: _Plan) -> web.StreamResponse:
+        stats = self.stats
+        per_token = profile.per_token
+        tool = plan.finish is Finish.TOOL_CALL
+        resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+        try:
+            # Headers go out at once, as real APIs do; the preamble events wait for the first token so a
+            # client cannot mistake message_start or the role chunk for progress during a stall.
+            await resp.prepare(request)
+            if plan.first_delay_s > 0:
+                await asyncio.sleep(plan.first_delay_s)
+            out = [encoder.stream_open(), encoder.stream_tool_open() if tool else encoder.stream_text_open()]
+            pending = 0  # tokens in `out`, not yet written
+            for i in range(plan.units):
+                if i and not per_token.is_zero:
+                    gap_ms = per_token.sample_ms(self._rng)
+                    if gap_ms > 0:
+                        await resp.write(b"".join(out))
+                        stats.tokens_sent += pending
+                        out.clear()
+                        pending = 0
+                        await asyncio.sleep(gap_ms / 1000)
+                out.append(encoder.stream_tool_piece(TOOL_ARGUMENT_PIECES[i]) if tool else encoder.stream_token(i))
+                pending += 1
+                if i == 0 and plan.midstream_error:
+                    status = _midstream_status(profile)
+                    out.append(encoder.stream_error(status))
+                    await resp.write(b"".join(out))
+                    stats.tokens_sent += pending
+                    await resp.write_eof()
+                    stats.count_error(status)
+                    return resp
+            out.append(encoder.stream_close(plan.units, plan.finish))
+            await resp.write(b"".join(out))
+            stats.tokens_sent += pending
+            await resp.write_eof()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError too: a write found the client gone
+            stats.disconnected += 1
+            return resp
+        stats.completed += 1
+        return resp
+
+    async def _respond(self, request: web.Request, dialect: Dialect, seq: int, encoder: StreamEncoder,
+                       headers: dict[str, str], profile: SimProfile, plan: _Plan) -> web.StreamResponse:
+        delay_s = plan.first_delay_s
+        if not profile.per_token.is_zero:
+            delay_s += sum(profile.per_token.sample_ms(self._rng) for _ in range(plan.units - 1)) / 1000
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        if plan.midstream_error:
+            # A whole-body answer cannot fail half-way: the client sees a server error after the wait.
+            status = _midstream_status(profile)
+            return await self._error(request, dialect, seq, profile, status, "Failed during generation (simulated).")
+        resp = web.Response(body=encoder.response_body(plan.units, plan.finish), content_type="application/json",
+                            headers=headers)
+        if await self._send(request, resp):
+            self.stats.completed += 1
+            self.stats.tokens_sent += plan.units
+        return resp
+
+    async def _error(self, request: web.Request, dialect: Dialect, seq: int, profile: SimProfile, status: int,
+                     message: str, *, code: str | None = None, param: str | None = None) -> web.StreamResponse:
+        headers = {dialect.request_id_header: f"req_sim{seq}"}
+        if status == 429:
+            headers["retry-after"] = _format_seconds(profile.retry_after_s)
+        resp = web.Response(status=status, body=dialect.error_body(status, message, code=code, param=param),
+                            content_type="application/json", headers=headers)
+        if await self._send(request, resp):
+            self.stats.count_error(status)
+        return resp
+
+    async def _send(self, request: web.Request, resp: web.Response) -> bool:
+        """Write a whole response now (not after the handler returns) so `completed` means written."""
+        try:
+            await resp.prepare(request)
+            await resp.write_eof()
+        except ConnectionResetError:
+            self.stats.disconnected += 1
+            return False
+        return True
+
+    # ---- models and control plane ------------------------------------------------------------------------
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        dialect: Dialect = _ANTHROPIC if "anthropic-version" in request.headers else _OPENAI
+        profile = self.profile
+        if profile.require_key is not None and not _same_key(dialect.credential(request.headers),
+                                                               profile.require_key):
+            body = dialect.error_body(401, "Invalid API key (simulated).", code="invalid_api_key")
+            return web.Response(status=401, body=body, content_type="application/json")
+        return web.Response(body=dialect.models_body(profile.models), content_type="application/json")
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        return _json({"name": self.name, **self.stats.as_dict()})
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return _json({"name": self.name, **self.stats.as_dict()})
+
+    async def _handle_get_profile(self, request: web.Request) -> web.Response:
+        return _json({"name": self.name, "profile": self.profile.to_dict()})
+
+    async def _handle_put_profile(self, request: web.Request) -> web.Response:
+        try:
+            data = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _json({"error": "profile: body is not valid JSON"}, status=400)
+        try:
+            profile = parse_profile(data)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, status=400)
+        self.profile = profile  # requests already running keep the profile they started with
+        return _json({"name": self.name, "profile": profile.to_dict()})
+
+
+def _same_key(given: str | None, required: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), required.encode())
+
+
+def _midstream_status(profile: SimProfile) -> int:
+    """A mid-generation failure is a server fault: error_status when it is one, else 500."""
+    return profile.error_status if profile.error_status >= 500 else 500
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.3f}".rstrip("0")
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")

@@ -1,0 +1,43 @@
+"""Client and provider speak the same format: the body is copied with the target's fields set, and stream
+events go through untouched (the hot path: one list per event, no copying)."""
+
+from __future__ import annotations
+
+from gateway.types import Json, SSEEvent
+
+
+def openai_request(body: Json, *, model: str) -> Json:
+    """A shallow copy of a chat.completions `body` for `model`, streaming with usage reported."""
+    out = dict(body)
+    out["model"] = model
+    out["stream"] = True
+    options = body.get("stream_options")
+    # Keep the client's other stream options (e.g. include_obfuscation); usage is what the gateway needs.
+    out["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) \
+        else {"include_usage": True}
+    return out
+
+
+def anthropic_request(body: Json, *, model: str, default_max_tokens: int) -> Json:
+    """A shallow copy of a Messages `body` for `model`, streaming, with the required max_tokens set."""
+    out = dict(body)
+    out["model"] = model
+    out["stream"] = True
+    if body.get("max_tokens") is None:  # 0 is a real value (cache pre-warming), so test for None
+        out["max_tokens"] = default_max_tokens
+    return out
+
+
+class PassthroughStream:
+    """Returns each event as it came. Stateless, so one shared instance serves every stream."""
+
+    __slots__ = ()
+
+    def feed(self, ev: SSEEvent) -> list[SSEEvent]:
+        return [ev]
+
+    def finish(self) -> list[SSEEvent]:
+        return []
+
+
+PASSTHROUGH = PassthroughStream()

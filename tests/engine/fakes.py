@@ -1,0 +1,89 @@
+"""Scripted providers for engine tests: no network, time from the (virtual) event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+from gateway.config.model import ProviderConfig
+from gateway.providers.base import Provider
+from gateway.types import Json, ProviderError, SSEEvent, WireFormat
+
+
+@dataclass
+class Plan:
+    """What one call to the provider does."""
+
+    ttft_s: float = 0.1  # before the first content token
+    tokens: int = 3
+    per_token_s: float = 0.0
+    error: ProviderError | None = None  # raised after `ttft_s` instead of answering
+    error_after_tokens: int | None = None  # raise `error` mid-stream after this many tokens
+    role_first: bool = True  # a role-only chunk at once, before the content (must not count as content)
+
+
+@dataclass
+class Call:
+    body: Json
+    started: float
+    ended: float | None = None
+    cancelled: bool = False
+    completed: bool = False
+
+
+class FakeProvider(Provider):
+    kind = WireFormat.OPENAI
+
+    def url(self) -> str:
+        return "unused"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def __init__(self, name: str, plans: list[Plan] | Plan | None = None) -> None:
+        super().__init__(ProviderConfig(name=name, kind=WireFormat.OPENAI, base_url="http://127.0.0.1:9/v1"))
+        self.plans = plans if isinstance(plans, list) else [plans or Plan()]
+        self.calls: list[Call] = []
+
+    def stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+        plan = self.plans[min(len(self.calls), len(self.plans) - 1)]
+        call = Call(body=body, started=asyncio.get_running_loop().time())
+        self.calls.append(call)
+        return self._run(plan, call)
+
+    async def _run(self, plan: Plan, call: Call) -> AsyncGenerator[SSEEvent, None]:
+        loop = asyncio.get_running_loop()
+        model = call.body["model"]
+        try:
+            if plan.role_first and plan.error is None:
+                yield _chunk(model, {"role": "assistant", "content": ""})
+            await asyncio.sleep(plan.ttft_s)
+            if plan.error is not None and plan.error_after_tokens is None:
+                raise plan.error
+            for i in range(plan.tokens):
+                if i:
+                    await asyncio.sleep(plan.per_token_s)
+                if plan.error is not None and plan.error_after_tokens == i:
+                    raise plan.error
+                yield _chunk(model, {"content": f"{self.name}-{i} "})
+            yield _chunk(model, {}, finish="stop")
+            yield SSEEvent({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                            "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": plan.tokens,
+                                                     "total_tokens": 10 + plan.tokens}})
+            call.completed = True
+        except (asyncio.CancelledError, GeneratorExit):
+            call.cancelled = True
+            raise
+        finally:
+            call.ended = loop.time()
+
+
+def _chunk(model: str, delta: Json, finish: str | None = None) -> SSEEvent:
+    return SSEEvent({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+@dataclass
+class RecordingHooks:
+    events: list[tuple[str, str]] = field(default_factory=list)
