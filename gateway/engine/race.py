@@ -92,6 +92,7 @@ class _Race:
         self.pending: dict[asyncio.Task[_Result], AttemptStream] = {}
         self.untried: Iterator[Target] = iter(record.route.targets)
         self.remaining = len(record.route.targets)
+        self.unsupported: GatewayError | None = None
         # Prompt tokens until the provider reports them: about 4 bytes of JSON per token.
         self.input_estimate = max(1, len(str(body.get("messages", ""))) // 4)
 
@@ -155,8 +156,14 @@ class _Race:
                 continue
             provider = rt.providers[target.provider]
             attempt.server_address, attempt.server_port = provider.server_address, provider.server_port
-            upstream = upstream_request(record.door, provider.kind, self.body, model=target.model,
-                                        default_max_tokens=record.route.default_max_tokens)
+            try:
+                upstream = upstream_request(record.door, provider.kind, self.body, model=target.model,
+                                            default_max_tokens=record.route.default_max_tokens)
+            except GatewayError as exc:  # this request cannot be expressed in that provider's format
+                permit.release()
+                self.unsupported = exc
+                self.skip(attempt, "unsupported_request")
+                continue
             stream = AttemptStream(attempt, provider, upstream, _INSPECT[provider.kind],
                                    stream_translator(record.door, provider.kind), rt.clock, permit)
             rt.hooks.attempt_started(record, attempt)
@@ -260,6 +267,8 @@ class _Race:
         def every(pred: Callable[[Attempt], bool]) -> bool:
             return bool(attempts) and all(pred(a) for a in attempts)
 
+        if self.unsupported is not None and every(lambda a: a.outcome is Outcome.SKIPPED):
+            return self.unsupported
         if every(lambda a: a.skip_reason == "rate_limited" or (
                 a.error is not None and a.error.kind is FailureKind.RATE_LIMITED)):
             return GatewayError(429, message, type="rate_limit_error")

@@ -3,6 +3,19 @@
 Used by the demo, the end-to-end tests and the load-test tool as controllable upstreams:
 latency distributions, stalls, errors, mid-stream failures, outage windows and hangs, with counters
 that show what reached the provider and how each request ended.
+
+A profile in YAML (every field optional; times in ms, outage windows in s since start or last reset):
+
+    ttft: {median_ms: 400, sigma: 0.5}   # or 250 (fixed), or [120, 300, 900] (empirical)
+    per_token: 20
+    output_tokens: 32
+    stall_prob: 0.05
+    stall_ms: 8000
+    error_rate: 0.01
+    error_status: 529
+    midstream_error_rate: 0.01
+    outages: [[30, 45]]
+    require_key: sk-sim-1
 """
 
 from gateway.simulator.profile import Latency, Outage, SimProfile, load_profile_file, parse_latency, parse_profile

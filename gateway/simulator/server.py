@@ -331,7 +331,10 @@ def _midstream_status(profile: SimProfile) -> int:
 
 
 def _format_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.3f}".rstrip("0")
+    """Retry-After value: whole seconds as an integer (what most clients expect), else up to ms precision."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def _json(data: dict[str, Any], status: int = 200) -> web.Response:

@@ -6,8 +6,9 @@
 Request fields dropped because OpenAI Chat Completions has no equivalent: thinking, cache_control (top-level
 and on every block), container, diagnostics, inference_geo, output_config.effort, service_tier, speed,
 top_k, user_profile_id, workspace_id, mcp_servers, context_management, metadata other than user_id,
-`citations` on text blocks, `is_error` on tool results, document title/context/citations, and thinking /
-redacted_thinking blocks in assistant turns (OpenAI has no way to replay reasoning).
+`citations` on text blocks, `is_error` on tool results, document context/citations (a PDF's title becomes its
+filename), tool_choice when there are no tools (OpenAI rejects it), and thinking / redacted_thinking blocks
+in assistant turns (OpenAI has no way to replay reasoning).
 
 Mapped: system (and role "system" messages) -> system messages; max_tokens -> max_completion_tokens (the
 field every current OpenAI model accepts; reasoning models reject max_tokens); stop_sequences -> stop;
@@ -73,10 +74,9 @@ def translate_request(body: Json, *, model: str) -> Json:
     if tools:
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
     choice = body.get("tool_choice")
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and tools:  # OpenAI rejects tool_choice and parallel_tool_calls without tools
         out["tool_choice"] = _tool_choice(choice)
-        if choice.get("disable_parallel_tool_use") is True and tools:
-            # OpenAI rejects parallel_tool_calls on a request without tools.
+        if choice.get("disable_parallel_tool_use") is True:
             out["parallel_tool_calls"] = False
     output_format = (body.get("output_config") or {}).get("format")
     if isinstance(output_format, dict) and isinstance(output_format.get("schema"), dict):

@@ -3,23 +3,22 @@
 `translate_request` turns a chat.completions body into a streaming Messages body;
 `AnthropicStreamToChatChunks` turns the Messages event stream back into `chat.completion.chunk`s.
 
-Request fields dropped because Anthropic has no equivalent: frequency_penalty, presence_penalty,
-logit_bias, logprobs, top_logprobs, seed, n (when 1), store, metadata (OpenAI's stored-completion tags),
-service_tier, prediction, prompt_cache_key, prompt_cache_options, prompt_cache_retention, reasoning_effort,
-verbosity, web_search_options, moderation, stream_options, audio, modalities (when text only),
-response_format of type text / json_object (json_schema becomes `output_config.format`), message `name`s,
-image `detail`, `prompt_cache_breakpoint`s, file `filename`s.
+Request fields dropped because Anthropic has no equivalent: frequency_penalty, presence_penalty, logit_bias,
+logprobs, top_logprobs, seed, n (when 1), store, metadata (OpenAI's stored-completion tags), service_tier,
+prediction, prompt_cache_key, prompt_cache_options, prompt_cache_retention, reasoning_effort, verbosity,
+web_search_options, moderation, stream_options, audio, modalities (when text only), response_format text /
+json_object (json_schema becomes `output_config.format`), message `name`s, image `detail`,
+`prompt_cache_breakpoint`s, file `filename`s, and tool_choice / parallel_tool_calls when there are no tools.
 
-temperature and top_p are dropped too unless the caller passes `send_sampling_params=True`: Anthropic API
-version 2026-10-21 (what anthropic SDK >= 2.0 sends) rejects them at any value, as do Claude models from
-Opus 4.7 on under 2023-06-01, so forwarding them would turn common OpenAI requests into 400s.
+temperature and top_p are dropped too unless the caller passes `send_sampling_params=True`: Anthropic API version
+2026-10-21 (what anthropic SDK >= 2.0 sends) rejects them at any value, as do Claude models from Opus 4.7 on under
+2023-06-01, so forwarding them would turn common OpenAI requests into 400s.
 
 System and developer messages are all gathered into the top-level `system`, in order, wherever they sat.
 
-What cannot be expressed at all raises a 400 `GatewayError` naming the field: n > 1, audio input or output,
-legacy `functions`/`function_call`, custom tools, `allowed_tools` tool choice, file parts by `file_id` or
-non-PDF, image URLs that are neither http(s) nor base64 data of a type Anthropic accepts, tool-call
-arguments that are not a JSON object.
+What cannot be expressed raises a 400 `GatewayError` naming the field: n > 1, audio input or output, legacy
+`functions`/`function_call`, custom tools, `allowed_tools` tool choice, files by `file_id` or not PDF, image URLs
+neither http(s) nor base64 data of a type Anthropic takes, tool-call arguments that are not a JSON object.
 
 Stream: thinking, redacted_thinking and server-tool blocks, citations and signatures are not forwarded
 (chat.completion.chunk has no field for them); `stop_sequence` (which sequence matched) is lost.
@@ -85,9 +84,10 @@ def translate_request(body: Json, *, model: str, default_max_tokens: int,
     tools = body.get("tools")
     if tools:
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-    tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), bool(tools))
-    if tool_choice is not None:
-        out["tool_choice"] = tool_choice
+        # Anthropic rejects tool_choice on a request without tools.
+        tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+        if tool_choice is not None:
+            out["tool_choice"] = tool_choice
     output_format = _output_format(body.get("response_format"))
     if output_format is not None:
         out["output_config"] = {"format": output_format}
@@ -278,7 +278,7 @@ def _tool(tool: Json, path: str) -> Json:
     return out
 
 
-def _tool_choice(choice: Any, parallel_tool_calls: Any, has_tools: bool) -> Json | None:
+def _tool_choice(choice: Any, parallel_tool_calls: Any) -> Json | None:
     result: Json | None
     if choice is None:
         result = None
@@ -291,7 +291,7 @@ def _tool_choice(choice: Any, parallel_tool_calls: Any, has_tools: bool) -> Json
     else:
         raise _untranslatable("tool_choice", "only auto, none, required or a named function can be "
                               "sent to Anthropic")
-    if parallel_tool_calls is False and has_tools:
+    if parallel_tool_calls is False:
         if result is None:
             result = {"type": "auto"}
         if result["type"] != "none":  # "none" takes no flag: no tools, nothing to parallelise

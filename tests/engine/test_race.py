@@ -266,3 +266,16 @@ async def test_costs_count_winner_and_loser() -> None:
     assert loser.usage_estimated and loser.billed_output_tokens == 1
     assert loser.cost_usd > 0 and record.wasted_cost_usd == pytest.approx(loser.cost_usd)
     assert record.cost_usd == pytest.approx(loser.cost_usd + winner.cost_usd)
+
+
+async def test_request_a_provider_cannot_express_is_a_400_naming_the_field() -> None:
+    a = FakeProvider("a")
+    a.kind = WireFormat.ANTHROPIC  # the OpenAI request below asks for n=2, which Anthropic cannot do
+    rt = runtime(a)
+    loop = asyncio.get_running_loop()
+    record = RequestRecord(route=rt.config.models["chat"], door=WireFormat.OPENAI, stream=False, started=loop.time())
+    async with asyncio.TaskGroup() as tg:
+        with pytest.raises(GatewayError) as info:
+            await Engine(rt).run(record, {**BODY, "n": 2}, tg, loop.time() + 10)
+    assert info.value.status == 400 and info.value.param == "n"
+    assert a.calls == [] and record.attempts[0].skip_reason == "unsupported_request"

@@ -7,20 +7,24 @@ import json
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from gateway.simulator import SimProfile, SimulatedProvider, key_fingerprint
 
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there, simulator!"}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hello there, simulator!"},
+]
 # "Be brief." (9) + "Hello there, simulator!" (23) = 32 characters -> 8 input tokens.
 INPUT_TOKENS = 8
-TOOLS = [
+TOOLS: list[ChatCompletionToolParam] = [
     {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}},
     {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}},
 ]
 
 
 async def test_non_streaming_text_usage_and_model_echo(sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
-    reply = await oai.chat.completions.create(model="gpt-sim", messages=MESSAGES)  # type: ignore[arg-type]
+    reply = await oai.chat.completions.create(model="gpt-sim", messages=MESSAGES)
     assert reply.model == "gpt-sim"
     assert reply.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4"
     assert reply.choices[0].finish_reason == "stop"
@@ -32,16 +36,16 @@ async def test_non_streaming_text_usage_and_model_echo(sim: SimulatedProvider, o
 
 
 async def test_max_tokens_truncates_with_finish_length(oai: openai.AsyncOpenAI) -> None:
-    reply = await oai.chat.completions.create(model="m", messages=MESSAGES, max_completion_tokens=2)  # type: ignore[arg-type]
+    reply = await oai.chat.completions.create(model="m", messages=MESSAGES, max_completion_tokens=2)
     assert reply.choices[0].message.content == "tok0 tok1"
     assert reply.choices[0].finish_reason == "length"
-    legacy = await oai.chat.completions.create(model="m", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
+    legacy = await oai.chat.completions.create(model="m", messages=MESSAGES, max_tokens=3)
     assert legacy.choices[0].message.content == "tok0 tok1 tok2"
 
 
 async def test_streaming_role_chunk_content_finish_and_no_usage_unless_asked(
         sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
-    stream = await oai.chat.completions.create(model="gpt-sim", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model="gpt-sim", messages=MESSAGES, stream=True)
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert not chunks[0].choices[0].delta.content  # role-only: content is ""
@@ -55,7 +59,7 @@ async def test_streaming_role_chunk_content_finish_and_no_usage_unless_asked(
 
 async def test_streaming_include_usage_adds_a_final_choiceless_chunk(oai: openai.AsyncOpenAI) -> None:
     stream = await oai.chat.completions.create(
-        model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True})  # type: ignore[arg-type]
+        model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     last = chunks[-1]
     assert last.choices == []
@@ -79,7 +83,7 @@ async def test_raw_stream_ends_with_done(sim: SimulatedProvider) -> None:
 
 async def test_required_tool_choice_calls_the_first_tool(oai: openai.AsyncOpenAI) -> None:
     reply = await oai.chat.completions.create(
-        model="m", messages=MESSAGES, tools=TOOLS, tool_choice="required")  # type: ignore[arg-type]
+        model="m", messages=MESSAGES, tools=TOOLS, tool_choice="required")
     assert reply.choices[0].finish_reason == "tool_calls"
     calls = reply.choices[0].message.tool_calls
     assert calls is not None and len(calls) == 1
@@ -91,7 +95,7 @@ async def test_required_tool_choice_calls_the_first_tool(oai: openai.AsyncOpenAI
 async def test_streamed_named_tool_call_assembles_in_the_sdk(oai: openai.AsyncOpenAI) -> None:
     stream = await oai.chat.completions.create(
         model="m", messages=MESSAGES, tools=TOOLS, stream=True,
-        tool_choice={"type": "function", "function": {"name": "lookup"}})  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "lookup"}})
     chunks = [chunk async for chunk in stream]
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].id and deltas[0].function is not None and deltas[0].function.name == "lookup"
@@ -102,7 +106,7 @@ async def test_streamed_named_tool_call_assembles_in_the_sdk(oai: openai.AsyncOp
 
 
 async def test_tools_without_forcing_answer_with_text(oai: openai.AsyncOpenAI) -> None:
-    reply = await oai.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)  # type: ignore[arg-type]
+    reply = await oai.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
     assert reply.choices[0].message.tool_calls is None
     assert reply.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4"
 
@@ -110,7 +114,7 @@ async def test_tools_without_forcing_answer_with_text(oai: openai.AsyncOpenAI) -
 async def test_500_is_internal_server_error(sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
     sim.profile = SimProfile(error_rate=1.0, error_status=500)
     with pytest.raises(openai.InternalServerError) as caught:
-        await oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
     assert caught.value.status_code == 500
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "server_error"
     assert sim.stats.errors == 1 and sim.stats.errors_by_status == {500: 1} and sim.stats.completed == 0
@@ -119,7 +123,7 @@ async def test_500_is_internal_server_error(sim: SimulatedProvider, oai: openai.
 async def test_429_is_rate_limit_error_with_retry_after(sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
     sim.profile = SimProfile(error_rate=1.0, error_status=429, retry_after_s=7)
     with pytest.raises(openai.RateLimitError) as caught:
-        await oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"] == "7"
     assert caught.value.code == "rate_limit_exceeded"
@@ -127,7 +131,7 @@ async def test_429_is_rate_limit_error_with_retry_after(sim: SimulatedProvider, 
 
 async def test_midstream_error_raises_after_the_first_token(sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
     sim.profile = SimProfile(midstream_error_rate=1.0)
-    stream = await oai.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model="m", messages=MESSAGES, stream=True)
     seen: list[str] = []
     with pytest.raises(openai.APIError, match="simulated"):
         async for chunk in stream:
@@ -140,7 +144,7 @@ async def test_midstream_failure_of_a_whole_body_request_is_a_server_error(
         sim: SimulatedProvider, oai: openai.AsyncOpenAI) -> None:
     sim.profile = SimProfile(midstream_error_rate=1.0, error_status=503)
     with pytest.raises(openai.InternalServerError) as caught:
-        await oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
     assert caught.value.status_code == 503
 
 
@@ -148,11 +152,11 @@ async def test_require_key_checks_the_bearer_token(sim: SimulatedProvider) -> No
     sim.profile = SimProfile(require_key="sk-right", output_tokens=1)
     async with openai.AsyncOpenAI(base_url=sim.base_url + "/v1", api_key="sk-wrong", max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await wrong.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+            await wrong.chat.completions.create(model="m", messages=MESSAGES)
     assert caught.value.status_code == 401
     assert caught.value.code == "invalid_api_key"
     async with openai.AsyncOpenAI(base_url=sim.base_url + "/v1", api_key="sk-right", max_retries=0) as right:
-        reply = await right.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+        reply = await right.chat.completions.create(model="m", messages=MESSAGES)
     assert reply.choices[0].message.content == "tok0"
     # The key itself is never kept: only a fingerprint of it.
     assert sim.stats.last_headers["authorization"] == key_fingerprint("sk-right")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import statistics
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+import gateway.simulator
 from gateway.simulator import Latency, Outage, SimProfile, key_fingerprint, load_profile_file, parse_profile
 
 
@@ -190,3 +193,12 @@ def test_load_profile_file_reads_yaml(tmp_path: Path) -> None:
 def test_outage_windows_cover_half_open_intervals() -> None:
     profile = SimProfile(outages=(Outage(1, 2), Outage(5, 6)))
     assert [profile.outage_at(t) for t in (0.5, 1.0, 1.99, 2.0, 5.5, 7)] == [False, True, True, False, True, False]
+
+
+def test_the_documented_yaml_example_parses() -> None:
+    doc = gateway.simulator.__doc__ or ""
+    example = textwrap.dedent(doc.split("A profile in YAML", 1)[1].split("\n\n", 1)[1])
+    profile = parse_profile(yaml.safe_load(example))
+    assert profile.ttft == Latency.lognormal(400, 0.5)
+    assert profile.outages == (Outage(30, 45),)
+    assert profile.error_status == 529

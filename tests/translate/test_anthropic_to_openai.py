@@ -63,8 +63,8 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                                                "disable_parallel_tool_use": True}},
      {"tools": [OPENAI_WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
       "parallel_tool_calls": False}),
-    ("disable_parallel_tool_use without tools is not sent",
-     {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}, {"tool_choice": "auto"}),
+    ("tool_choice without tools is not sent",
+     {"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}, {}),
     ("output_config.format to response_format",
      {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}, "effort": "high"}},
      {"response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": SCHEMA}}}),
@@ -118,8 +118,10 @@ def test_tool_use_and_tool_results(assert_shape: Any) -> None:
     assert got["messages"] == [
         USER,
         {"role": "assistant", "content": "Checking both.", "tool_calls": [
-            {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "toolu_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+            {"id": "toolu_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+            {"id": "toolu_2", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
         # Tool messages must follow the assistant's calls directly; the rest of the turn comes after them,
         # including the image the tool returned (OpenAI tool messages are text only).
         {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},

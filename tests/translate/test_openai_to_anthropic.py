@@ -62,6 +62,7 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("parallel_tool_calls false with required",
      {"tools": [WEATHER_TOOL], "tool_choice": "required", "parallel_tool_calls": False},
      {"tools": [ANTHROPIC_WEATHER_TOOL], "tool_choice": {"type": "any", "disable_parallel_tool_use": True}}),
+    ("tool_choice without tools is not sent", {"tool_choice": "required", "parallel_tool_calls": False}, {}),
     ("response_format json_schema to output_config",
      {"response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA}}},
      {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}),
