@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig, ModelRoute, Target
 from gateway.engine.hooks import Hooks
@@ -9,6 +11,8 @@ from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
 from gateway.policies.latency import LatencyTracker
 from gateway.providers import Provider, create_provider
+
+log = logging.getLogger("gateway.breaker")
 
 MAX_COOLDOWN_S = 60.0
 DEFAULT_COOLDOWN_S = 1.0
@@ -31,6 +35,8 @@ class Runtime:
         self._cooldown_until: dict[tuple[str, str], float] = {}
 
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+        log.log(level, "circuit breaker %s: %s -> %s", name, old, new)
         self.hooks.breaker_changed(name, str(old), str(new))
 
     def tracker(self, route: ModelRoute, target: Target, stream: bool) -> LatencyTracker | None:

@@ -33,6 +33,8 @@ class Provider(abc.ABC):
         self.server_address = parsed.hostname or ""
         self.server_port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._session: aiohttp.ClientSession | None = None
+        self._url = self.url()
+        self._headers = self.headers()  # built once: they carry the key and never change
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -66,7 +68,7 @@ class Provider(abc.ABC):
     async def _stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
         payload = orjson.dumps(body)
         try:
-            resp = await self.session.post(self.url(), data=payload, headers=self.headers())
+            resp = await self.session.post(self._url, data=payload, headers=self._headers)
         except TimeoutError:
             raise ProviderError(FailureKind.FAULT, f"{self.name}: connect timeout",
                                 error_type="timeout") from None
