@@ -207,3 +207,26 @@ async def test_every_attempt_failing_gives_one_clear_error(make: Any) -> None:
             await client.messages.create(model="chat", max_tokens=10, messages=MESSAGES)
     assert info.value.status_code == 502
     assert "a/gpt-x" in info.value.message and "b/claude-x" in info.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_client_disconnect_cancels_every_attempt(make: Any, stream: bool) -> None:
+    p = await make({"ttft": 10_000}, {"ttft": 10_000}, {"delay_ms": 50, "budget_percent": 100})
+    task = asyncio.create_task(ask(p, stream))
+    for _ in range(200):  # until both attempts have reached their providers
+        if p.a.stats.in_flight and p.b.stats.in_flight:
+            break
+        await asyncio.sleep(0.02)
+    assert p.a.stats.in_flight == 1 and p.b.stats.in_flight == 1
+    task.cancel()  # the SDK closes its connection to the gateway
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await p.a.wait_idle()
+    await p.b.wait_idle()
+    assert p.a.stats.disconnected == 1 and p.b.stats.disconnected == 1
+    for _ in range(100):
+        if p.r.collect.records:
+            break
+        await asyncio.sleep(0.02)
+    record = p.r.collect.records[-1]
+    assert record.status == 499 and all(a.outcome is Outcome.CANCELLED for a in record.attempts)
