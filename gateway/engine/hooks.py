@@ -68,3 +68,34 @@ class Hooks:
 
     def breaker_changed(self, provider: str, old: str, new: str) -> None:
         pass
+
+
+class CompositeHooks(Hooks):
+    """Fans every event out to several hooks, in order (e.g. tracing first, then the request log)."""
+
+    def __init__(self, *hooks: Hooks) -> None:
+        self.hooks = hooks
+
+    def request_started(self, record: RequestRecord) -> None:
+        for h in self.hooks:
+            h.request_started(record)
+
+    def request_finished(self, record: RequestRecord) -> None:
+        for h in self.hooks:
+            h.request_finished(record)
+
+    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
+        for h in self.hooks:
+            h.attempt_started(record, attempt)
+
+    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
+        for h in self.hooks:
+            h.attempt_finished(record, attempt)
+
+    def hedge_skipped(self, record: RequestRecord, reason: str) -> None:
+        for h in self.hooks:
+            h.hedge_skipped(record, reason)
+
+    def breaker_changed(self, provider: str, old: str, new: str) -> None:
+        for h in self.hooks:
+            h.breaker_changed(provider, old, new)
