@@ -1,10 +1,11 @@
-"""Command line: `gateway serve`, `gateway check-config`."""
+"""Command line: `gateway serve`, `gateway check-config`, `gateway traces`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.telemetry import TelemetrySetupError
 
 log = logging.getLogger("gateway")
 
@@ -43,9 +45,15 @@ def describe(config: GatewayConfig) -> str:
 
 
 async def serve(config: GatewayConfig, host: str, port: int) -> None:
-    from gateway.server import Gateway, build_app
+    from opentelemetry import trace
 
-    gateway = Gateway(config)
+    from gateway.server import Gateway, build_app
+    from gateway.telemetry import setup_telemetry
+
+    telemetry = setup_telemetry(config.telemetry, os.environ)
+    if telemetry.tracer_provider is not None:
+        trace.set_tracer_provider(telemetry.tracer_provider)  # the application may; library code never does
+    gateway = Gateway(config, telemetry=telemetry)  # owns it: flushed and shut down with the app
     app = build_app(gateway)
     # handler_cancellation: a client that disconnects cancels its request, and with it every attempt.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -63,6 +71,26 @@ async def serve(config: GatewayConfig, host: str, port: int) -> None:
     await runner.cleanup()
 
 
+def traces(path: str, plot: str | None) -> int:
+    from gateway.telemetry.traces_report import format_summary, load_summary
+
+    try:
+        summary = load_summary(path)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not summary.aliases and not summary.providers:
+        print(f"{path}: no gateway spans")
+        return 1
+    print(format_summary(summary))
+    if plot:
+        from gateway.telemetry.traces_plot import plot_cost_latency
+
+        points = plot_cost_latency(summary, plot)
+        print(f"\nplot: {plot} ({points} points)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway", description="A hedging LLM gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("--log-level", default="INFO")
     p_check = sub.add_parser("check-config", help="validate a config and print the resolved routes")
     p_check.add_argument("path")
+    p_traces = sub.add_parser("traces", help="summarise a JSON-lines span file: latency, hedging, cost")
+    p_traces.add_argument("file", nargs="?", default="gateway-traces.jsonl",
+                          help="span file written by the gateway (default: %(default)s)")
+    p_traces.add_argument("--plot", metavar="FILE.png", help="also draw cost against latency to this image")
     args = parser.parse_args(argv)
+    if args.command == "traces":
+        return traces(args.file, args.plot)
 
     logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -90,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_uvloop()
     try:
         asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port))
+    except TelemetrySetupError as exc:
+        print(f"telemetry error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 1

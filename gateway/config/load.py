@@ -16,6 +16,7 @@ import yaml
 
 from gateway.config.model import (
     MAX_ATTEMPTS_CAP,
+    ApiKey,
     GatewayConfig,
     HedgeConfig,
     ModelRoute,
@@ -27,7 +28,10 @@ from gateway.config.model import (
 )
 from gateway.policies.breaker import BreakerOptions
 from gateway.policies.budget import BudgetOptions
+from gateway.policies.bulkhead import BulkheadOptions
+from gateway.policies.cache import CacheOptions
 from gateway.policies.latency import AdaptiveDelayOptions, parse_quantile
+from gateway.policies.ratelimit import RateLimitOptions
 from gateway.types import WireFormat
 
 N = TypeVar("N", int, float)
@@ -142,26 +146,46 @@ def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
 
 
 def _parse_server(s: _Section) -> ServerConfig:
-    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header")
-    keys = s.data.get("api_keys") or []
-    if not isinstance(keys, list):
-        raise ConfigError(s.at("api_keys"), "must be a list of strings")
-    api_keys: list[str] = []
-    for i, key in enumerate(keys):
+    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header", "limits", "shutdown_grace_s", "admin_key")
+    raw_keys = s.data.get("api_keys") or []
+    if not isinstance(raw_keys, list):
+        raise ConfigError(s.at("api_keys"), "must be a list of keys (strings, or {key, name, limits})")
+    keys: list[ApiKey] = []
+    for i, raw in enumerate(raw_keys):
         field = f"{s.at('api_keys')}[{i}]"
-        if not isinstance(key, str):
-            raise ConfigError(field, "must be a string")
-        value = _substitute(key, field, s.env)
-        if not value:
-            raise ConfigError(field, "is empty")
-        api_keys.append(value)
+        if isinstance(raw, str):
+            keys.append(ApiKey(key=_non_empty(_substitute(raw, field, s.env), field), name=f"key-{i + 1}"))
+            continue
+        k = _Section(raw, field, s.env)
+        k.only("key", "name", "limits")
+        limits = _parse_limits(k.section("limits")) if "limits" in k.data else None
+        keys.append(ApiKey(key=_non_empty(k.string("key"), k.at("key")), name=k.string("name", f"key-{i + 1}"),
+                           limits=limits))
     return ServerConfig(
         host=s.string("host", "127.0.0.1"),
         port=s.number("port", 8080, minimum=0, maximum=65535, kind=int),
-        api_keys=tuple(api_keys),
+        keys=tuple(keys),
         max_body_mb=s.number("max_body_mb", 16.0, minimum=0.001),
         deadline_header=s.string("deadline_header", "x-gateway-timeout-s").lower(),
+        limits=_parse_limits(s.section("limits")),
+        shutdown_grace_s=s.number("shutdown_grace_s", 30.0, minimum=0),
+        admin_key=s.string("admin_key", ""),
     )
+
+
+def _non_empty(value: str, field: str) -> str:
+    if not value:
+        raise ConfigError(field, "is empty")
+    return value
+
+
+def _parse_limits(s: _Section) -> RateLimitOptions:
+    s.only("requests_per_minute", "tokens_per_minute")
+    rpm = s.raw("requests_per_minute")
+    tpm = s.raw("tokens_per_minute")
+    return RateLimitOptions(
+        requests_per_minute=None if rpm is None else s.number("requests_per_minute", 0, minimum=1, kind=int),
+        tokens_per_minute=None if tpm is None else s.number("tokens_per_minute", 0, minimum=1, kind=int))
 
 
 def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
@@ -171,7 +195,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     for name in s.data:
         p = s.section(str(name))
         p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version")
+               "anthropic_version", "max_concurrent")
         kind_text = p.string("kind")
         try:
             kind = WireFormat(kind_text)
@@ -191,6 +215,8 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             breaker=BreakerOptions(fail_max=b.number("fail_max", 5, minimum=1, kind=int),
                                    reset_timeout_s=b.number("reset_timeout_s", 30.0, minimum=0.001)),
             anthropic_version=p.string("anthropic_version", "2023-06-01"),
+            bulkhead=BulkheadOptions(max_concurrent=None if p.raw("max_concurrent") is None else
+                                     p.number("max_concurrent", 0, minimum=1, kind=int)),
         )
     return out
 
@@ -201,7 +227,7 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
     out: dict[str, ModelRoute] = {}
     for alias in s.data:
         m = s.section(str(alias))
-        m.only("targets", "hedge", "timeout_s", "default_max_tokens")
+        m.only("targets", "hedge", "timeout_s", "default_max_tokens", "cache")
         raw_targets = m.data.get("targets")
         if not isinstance(raw_targets, list) or not raw_targets:
             raise ConfigError(m.at("targets"), "must be a non-empty list")
@@ -223,8 +249,22 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
             alias=str(alias), targets=tuple(targets), hedge=_parse_hedge(m),
             timeout_s=None if timeout is None else m.number("timeout_s", 0.0, minimum=0.001),
             default_max_tokens=m.number("default_max_tokens", 4096, minimum=1, kind=int),
+            cache=_parse_cache(m),
         )
     return out
+
+
+def _parse_cache(m: _Section) -> CacheOptions | None:
+    raw = m.data.get("cache")
+    if raw is None or raw is False or raw == "off":
+        return None
+    c = m.section("cache")
+    c.only("ttl_s", "max_entries", "max_mb", "shared_across_keys", "always")
+    return CacheOptions(ttl_s=c.number("ttl_s", 300.0, minimum=0.001),
+                        max_entries=c.number("max_entries", 1000, minimum=1, kind=int),
+                        max_bytes=int(c.number("max_mb", 64.0, minimum=0.001) * 1024 * 1024),
+                        shared_across_keys=c.boolean("shared_across_keys", False),
+                        always=c.boolean("always", False))
 
 
 _HEDGE_KEYS = ("delay_ms", "max_attempts", "budget_percent", "budget_window_s", "budget_min", "min_delay_ms",

@@ -7,20 +7,39 @@ from dataclasses import dataclass, field
 
 from gateway.policies.breaker import BreakerOptions
 from gateway.policies.budget import BudgetOptions
+from gateway.policies.bulkhead import BulkheadOptions
+from gateway.policies.cache import CacheOptions
 from gateway.policies.latency import AdaptiveDelayOptions
+from gateway.policies.ratelimit import RateLimitOptions
 from gateway.types import WireFormat
 
 MAX_ATTEMPTS_CAP = 5
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A gateway key. Logs and traces show its `name`, never the key."""
+
+    key: str = field(repr=False)
+    name: str
+    limits: RateLimitOptions | None = None  # None: the server-wide `server.limits`
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    keys: tuple[ApiKey, ...] = ()
     max_body_mb: float = 16.0
     # A client may shorten (never lengthen) the request deadline with this header, in seconds.
     deadline_header: str = "x-gateway-timeout-s"
+    limits: RateLimitOptions = RateLimitOptions()  # per gateway key, unless the key has its own
+    shutdown_grace_s: float = 30.0  # SIGTERM: in-flight requests and streams get this long to finish
+    admin_key: str = field(default="", repr=False)  # non-empty: enables POST /admin/reload with this bearer key
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return tuple(k.key for k in self.keys)
 
     @property
     def max_body_bytes(self) -> int:
@@ -38,6 +57,7 @@ class ProviderConfig:
     max_connections: int = 256
     breaker: BreakerOptions = BreakerOptions()
     anthropic_version: str = "2023-06-01"
+    bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +117,7 @@ class ModelRoute:
     hedge: HedgeConfig = HedgeConfig()
     timeout_s: float | None = None  # whole-request deadline; None: the primary provider's timeout_s
     default_max_tokens: int = 4096  # Anthropic requires max_tokens; used when an OpenAI client sent none
+    cache: CacheOptions | None = None  # exact-match response cache for deterministic requests
 
 
 @dataclass(frozen=True, slots=True)

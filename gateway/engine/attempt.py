@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from gateway.policies.breaker import Permit
 from gateway.providers.base import Provider
 from gateway.translate import StreamTranslator
 from gateway.types import FailureKind, Json, ProviderError, SSEEvent
+
+log = logging.getLogger("gateway.engine")
 
 CHARS_PER_TOKEN = 4  # the usual estimate for English text, used only when a provider reports no usage
 
@@ -96,6 +99,7 @@ class AttemptStream:
         self.attempt = attempt
         self.permit = permit
         self._events = provider.stream(body)
+        self._redact = provider.redact
         self._inspect = inspect
         self._translator = translator
         self._clock = clock
@@ -129,30 +133,48 @@ class AttemptStream:
                 raise ProviderError(FailureKind.FAULT, f"{a.provider}: stream ended before the answer was "
                                     "complete", error_type="incomplete_stream") from None
             return self._translator.finish()
-        info = self._inspect(ev)
-        if a.response_model is None:
-            a.response_model = _model_of(ev.data)
-        if info.error is not None:
+        except ProviderError:
             self._done = True
-            err_type, message = info.error
-            raise ProviderError(FailureKind.FAULT, f"{a.provider}: {err_type}: {message}"[:600],
-                                error_type=err_type or "stream_error")
-        if info.input_tokens is not None:
-            a.input_tokens = info.input_tokens
-        if info.cached_input_tokens is not None:
-            a.cached_input_tokens = info.cached_input_tokens
-        if info.output_tokens is not None:
-            a.output_tokens = info.output_tokens
-        if info.text:
-            a.streamed_chars += len(info.text)
-        if info.finish_reason is not None:
-            a.finish_reason = info.finish_reason
-            self._complete = True
-        if info.end:
-            self._complete = True
-        if info.content and a.first_token_s is None:
-            a.first_token_s = self._clock() - a.started
-        return self._translator.feed(ev)
+            raise
+        except Exception as exc:  # e.g. an undecodable body: the provider's fault, never a crashed request
+            self._done = True
+            log.warning("attempt %s: unexpected error reading the stream", a.target.label, exc_info=True)
+            raise ProviderError(FailureKind.FAULT, f"{a.provider}: unreadable response ({type(exc).__name__})",
+                                error_type="bad_response") from None
+        try:
+            info = self._inspect(ev)
+            if a.response_model is None:
+                a.response_model = _model_of(ev.data)
+            if info.error is not None:
+                self._done = True
+                err_type, message = info.error
+                raise ProviderError(FailureKind.FAULT, self._redact(f"{a.provider}: {err_type}: {message}")[:600],
+                                    error_type=err_type or "stream_error")
+            if info.input_tokens is not None:
+                a.input_tokens = info.input_tokens
+            if info.cached_input_tokens is not None:
+                a.cached_input_tokens = info.cached_input_tokens
+            if info.output_tokens is not None:
+                a.output_tokens = info.output_tokens
+            if info.text:
+                a.streamed_chars += len(info.text)
+            if info.finish_reason is not None:
+                a.finish_reason = info.finish_reason
+                self._complete = True
+            if info.end:
+                self._complete = True
+            if info.content and a.first_token_s is None:
+                a.first_token_s = self._clock() - a.started
+            return self._translator.feed(ev)
+        except ProviderError:
+            self._done = True
+            raise
+        except Exception as exc:  # valid JSON of the wrong shape (`"choices": "x"`, a null choice...)
+            self._done = True
+            log.warning("attempt %s: malformed event %s", a.target.label, self._redact(repr(ev.data)[:300]),
+                        exc_info=True)
+            raise ProviderError(FailureKind.FAULT, f"{a.provider}: malformed event in stream "
+                                f"({type(exc).__name__})", error_type="bad_response") from None
 
     async def aclose(self) -> None:
         """Close the upstream stream (and its connection, if it had not finished)."""

@@ -10,6 +10,7 @@ provider event) and small request-validation helpers that build the door's 400 e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.types import GatewayError, Json
@@ -59,6 +60,12 @@ def content_info(text: str) -> EventInfo:
     return info
 
 
+# JSON nesting a request may have. Real requests stay far below (a tool schema is rarely 20 deep); the bound
+# keeps every later step safe: orjson writes at most 254 levels (the upstream body, a level or two deeper after
+# translation), and anything recursive over a body would otherwise meet the interpreter's recursion limit.
+MAX_NESTING = 128
+
+
 def invalid(param: str, problem: str) -> GatewayError:
     """A 400 for one request field; the message starts with the field path so clients see what is wrong."""
     return GatewayError(400, f"{param}: {problem}", type="invalid_request_error", param=param)
@@ -91,6 +98,11 @@ def check_non_empty_str(value: object, param: str) -> None:
         raise invalid(param, "must be a non-empty string")
 
 
+def check_str(value: object, param: str) -> None:
+    if type(value) is not str:
+        raise invalid(param, "must be a string")
+
+
 def check_object(value: object, param: str) -> dict[str, object]:
     if type(value) is not dict:
         raise invalid(param, "must be an object")
@@ -105,18 +117,39 @@ def check_list(value: object, param: str, *, non_empty: bool = False) -> list[ob
     return value
 
 
-def check_typed_parts(parts: list[object], param: str) -> None:
-    """Content parts/blocks: each an object with a string `type` (the provider checks the rest)."""
+def check_typed_parts(parts: list[object], param: str,
+                      each: Callable[[dict[str, object], str], None] | None = None) -> None:
+    """Content parts/blocks: each an object with a string `type`; `each(part, path)` checks the fields the
+    gateway itself reads or translates (the provider checks the rest)."""
     for j, part in enumerate(parts):
         block = check_object(part, f"{param}[{j}]")
         if type(block.get("type")) is not str:
             raise invalid(f"{param}[{j}].type", "must be a string naming the part type")
+        if each is not None:
+            each(block, f"{param}[{j}]")
+
+
+def check_nesting(body: object, limit: int = MAX_NESTING) -> None:
+    """Raise a 400 if arrays/objects nest deeper than `limit` levels (the body itself is level 1)."""
+    if (type(body) is dict or type(body) is list) and not _nests_within(body, limit - 1):
+        raise GatewayError(400, f"request body is nested more than {limit} levels deep",
+                           type="invalid_request_error")
+
+
+def _nests_within(value: dict[str, object] | list[object], budget: int) -> bool:
+    # Recursive (faster than an explicit stack), but never deeper than `budget` frames.
+    for child in value.values() if type(value) is dict else value:
+        if (type(child) is dict or type(child) is list) and (
+                budget == 0 or not _nests_within(child, budget - 1)):
+            return False
+    return True
 
 
 def check_request_object(body: object) -> Json:
     """The body itself, `model` and the `messages` array: the same rules in both formats."""
     if type(body) is not dict:
         raise GatewayError(400, "request body must be a JSON object", type="invalid_request_error")
+    check_nesting(body)
     if "model" not in body:
         raise invalid("model", "required")
     check_non_empty_str(body["model"], "model")

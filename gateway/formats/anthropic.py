@@ -18,6 +18,7 @@ from gateway.formats import (
     check_object,
     check_positive_int,
     check_request_object,
+    check_str,
     check_typed_parts,
     content_info,
     invalid,
@@ -70,7 +71,68 @@ def validate_request(body: object) -> Json:
     if "tools" in req:
         for i, tool in enumerate(check_list(req["tools"], "tools")):
             _validate_tool(tool, i)
+    # Fields the gateway translates for OpenAI providers: checked here, so a bad one is a 400 naming it
+    # rather than a translation crash or a malformed upstream request.
+    if "tool_choice" in req:
+        _validate_tool_choice(req["tool_choice"])
+    if "metadata" in req:
+        metadata = check_object(req["metadata"], "metadata")
+        if (user_id := metadata.get("user_id")) is not None:
+            check_str(user_id, "metadata.user_id")
+    if "output_config" in req:
+        output_config = check_object(req["output_config"], "output_config")
+        if (output_format := output_config.get("format")) is not None:
+            spec = check_object(output_format, "output_config.format")
+            check_non_empty_str(spec.get("type"), "output_config.format.type")
+            if (schema := spec.get("schema")) is not None:
+                check_object(schema, "output_config.format.schema")
     return req
+
+
+_TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
+
+
+def _validate_tool_choice(choice: object) -> None:
+    spec = check_object(choice, "tool_choice")
+    kind = spec.get("type")
+    if kind not in _TOOL_CHOICE_TYPES:
+        raise invalid("tool_choice.type", f"must be one of {', '.join(_TOOL_CHOICE_TYPES)}")
+    if kind == "tool":
+        check_non_empty_str(spec.get("name"), "tool_choice.name")
+    if (disable := spec.get("disable_parallel_tool_use")) is not None:
+        check_bool(disable, "tool_choice.disable_parallel_tool_use")
+
+
+def _validate_block(block: dict[str, object], where: str) -> None:
+    """The fields of a content block the gateway reads or translates."""
+    kind = block["type"]
+    if kind == "text":
+        check_str(block.get("text"), f"{where}.text")
+    elif kind in ("image", "document"):
+        _validate_source(block.get("source"), f"{where}.source")
+    elif kind == "tool_use":
+        check_non_empty_str(block.get("id"), f"{where}.id")
+        check_non_empty_str(block.get("name"), f"{where}.name")
+        check_object(block.get("input"), f"{where}.input")
+    elif kind == "tool_result":
+        check_non_empty_str(block.get("tool_use_id"), f"{where}.tool_use_id")
+        content = block.get("content")
+        if content is not None and type(content) is not str:
+            parts = check_list(content, f"{where}.content")
+            check_typed_parts(parts, f"{where}.content", _validate_block)
+
+
+def _validate_source(source: object, where: str) -> None:
+    spec = check_object(source, where)
+    kind = spec.get("type")
+    check_non_empty_str(kind, f"{where}.type")
+    if kind == "base64":
+        check_non_empty_str(spec.get("media_type"), f"{where}.media_type")
+        check_str(spec.get("data"), f"{where}.data")
+    elif kind == "url":
+        check_non_empty_str(spec.get("url"), f"{where}.url")
+    elif kind == "text":
+        check_str(spec.get("data"), f"{where}.data")
 
 
 def _validate_message(message: object, i: int) -> None:
@@ -80,7 +142,7 @@ def _validate_message(message: object, i: int) -> None:
         raise invalid(f"{where}.role", "must be one of user, assistant")
     content = msg.get("content")
     if type(content) is list:
-        check_typed_parts(content, f"{where}.content")
+        check_typed_parts(content, f"{where}.content", _validate_block)
     elif type(content) is not str:
         raise invalid(f"{where}.content", "must be a string or an array of content blocks")
 
@@ -102,6 +164,8 @@ def _validate_tool(tool: object, i: int) -> None:
     where = f"tools[{i}]"
     spec = check_object(tool, where)
     check_non_empty_str(spec.get("name"), f"{where}.name")
+    if "description" in spec:
+        check_str(spec["description"], f"{where}.description")
     # Server tools (web_search_20250305, bash_20250124, ...) carry a versioned `type` and no input_schema.
     if spec.get("type") in (None, "custom"):
         check_object(spec.get("input_schema"), f"{where}.input_schema")

@@ -20,6 +20,7 @@ from gateway.formats import (
     check_object,
     check_positive_int,
     check_request_object,
+    check_str,
     check_typed_parts,
     content_info,
     invalid,
@@ -75,7 +76,63 @@ def validate_request(body: object) -> Json:
         options = check_object(stream_options, "stream_options")
         if (include_usage := options.get("include_usage")) is not None:
             check_bool(include_usage, "stream_options.include_usage")
+    # Fields the gateway translates for Anthropic providers: checked here, so a bad one is a 400 naming it
+    # rather than a translation crash or a malformed upstream request.
+    if (tool_choice := req.get("tool_choice")) is not None:
+        _validate_tool_choice(tool_choice)
+    if (response_format := req.get("response_format")) is not None:
+        _validate_response_format(response_format)
+    if (modalities := req.get("modalities")) is not None:
+        for j, item in enumerate(check_list(modalities, "modalities")):
+            check_str(item, f"modalities[{j}]")
+    for key in ("user", "safety_identifier"):
+        if (value := req.get(key)) is not None:
+            check_str(value, key)
+    if (parallel := req.get("parallel_tool_calls")) is not None:
+        check_bool(parallel, "parallel_tool_calls")
     return req
+
+
+_TOOL_CHOICE_MODES = ("none", "auto", "required")
+
+
+def _validate_tool_choice(choice: object) -> None:
+    if type(choice) is str:
+        if choice not in _TOOL_CHOICE_MODES:
+            raise invalid("tool_choice", "must be none, auto, required or an object naming a tool")
+        return
+    spec = check_object(choice, "tool_choice")
+    kind = spec.get("type")
+    check_non_empty_str(kind, "tool_choice.type")
+    if kind == "function":
+        function = check_object(spec.get("function"), "tool_choice.function")
+        check_non_empty_str(function.get("name"), "tool_choice.function.name")
+
+
+def _validate_response_format(response_format: object) -> None:
+    spec = check_object(response_format, "response_format")
+    kind = spec.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise invalid("response_format.type", "must be text, json_object or json_schema")
+    if kind == "json_schema":
+        json_schema = check_object(spec.get("json_schema"), "response_format.json_schema")
+        check_non_empty_str(json_schema.get("name"), "response_format.json_schema.name")
+        if (schema := json_schema.get("schema")) is not None:
+            check_object(schema, "response_format.json_schema.schema")
+
+
+def _validate_part(part: dict[str, object], where: str) -> None:
+    """The fields of a content part the gateway reads or translates."""
+    kind = part["type"]
+    if kind == "text":
+        check_str(part.get("text"), f"{where}.text")
+    elif kind == "refusal":
+        check_str(part.get("refusal"), f"{where}.refusal")
+    elif kind == "image_url":
+        image = check_object(part.get("image_url"), f"{where}.image_url")
+        check_non_empty_str(image.get("url"), f"{where}.image_url.url")
+    elif kind in ("file", "input_audio"):
+        check_object(part.get(kind), f"{where}.{kind}")
 
 
 def _validate_message(message: object, i: int) -> None:
@@ -86,7 +143,7 @@ def _validate_message(message: object, i: int) -> None:
         raise invalid(f"{where}.role", f"must be one of {_ROLES_TEXT}")
     content = msg.get("content")
     if type(content) is list:
-        check_typed_parts(content, f"{where}.content")
+        check_typed_parts(content, f"{where}.content", _validate_part)
     elif type(content) is not str:
         # The API lets an assistant turn that only calls tools (or the legacy function) carry no content.
         may_be_null = (role == "assistant" and (msg.get("tool_calls") or msg.get("function_call"))) or (
@@ -133,6 +190,10 @@ def _validate_tool(tool: object, i: int) -> None:
     check_non_empty_str(function.get("name"), f"{where}.function.name")
     if (parameters := function.get("parameters")) is not None:
         check_object(parameters, f"{where}.function.parameters")
+    if (description := function.get("description")) is not None:
+        check_str(description, f"{where}.function.description")
+    if (strict := function.get("strict")) is not None:
+        check_bool(strict, f"{where}.function.strict")
 
 
 # ---------------------------------------------------------------- framing and errors

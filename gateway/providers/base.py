@@ -9,6 +9,7 @@ upstream connection instead of returning it to the pool, so the provider sees th
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlparse
 
@@ -18,7 +19,9 @@ import orjson
 from gateway.config.model import ProviderConfig
 from gateway.types import FailureKind, Json, ProviderError, SSEEvent, WireFormat, classify_status
 
-_MAX_ERROR_BODY = 64 * 1024
+_MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
+_MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
+_REDACTED = "[redacted]"
 
 
 class Provider(abc.ABC):
@@ -65,34 +68,51 @@ class Provider(abc.ABC):
     def stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
         return self._stream(body)
 
+    def redact(self, text: str) -> str:
+        """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
+        echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients."""
+        key = self.config.api_key
+        return text.replace(key, _REDACTED) if key and key in text else text
+
+    def _fault(self, message: str, error_type: str, status: int | None = None) -> ProviderError:
+        return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
+                             error_type=error_type)
+
     async def _stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
-        payload = orjson.dumps(body)
         try:
-            resp = await self.session.post(self._url, data=payload, headers=self._headers)
-        except TimeoutError:
-            raise ProviderError(FailureKind.FAULT, f"{self.name}: connect timeout",
-                                error_type="timeout") from None
+            payload = orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
+            raise ProviderError(FailureKind.CLIENT, f"request cannot be encoded as JSON ({exc})", status=400,
+                                error_type="invalid_request_error") from None
+        try:
+            # No redirects: an LLM API never moves, and following one would hand the key headers to
+            # whatever server the Location names.
+            resp = await self.session.post(self._url, data=payload, headers=self._headers, allow_redirects=False)
+        except aiohttp.ConnectionTimeoutError:
+            raise self._fault(f"connect timeout ({self.config.connect_timeout_s:g} s)", "timeout") from None
+        except TimeoutError:  # connected, request sent, no response headers within sock_read
+            raise self._fault(f"no response within {self.config.timeout_s:g} s", "timeout") from None
+        except aiohttp.ClientResponseError as exc:  # an unparseable response head (e.g. a huge header)
+            raise self._fault(f"invalid response ({exc.message[:200]})", "bad_response") from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(FailureKind.FAULT, f"{self.name}: connection failed ({type(exc).__name__})",
-                                error_type="connection_error") from None
+            raise self._fault(f"connection failed ({_describe(exc)})", "connection_error") from None
         finished = False
         try:
             if resp.status >= 300:
                 raise await self._http_error(resp)
             ctype = resp.headers.get("content-type", "")
             if not ctype.startswith("text/event-stream"):
-                raise ProviderError(FailureKind.FAULT, f"{self.name}: expected an event stream, got "
-                                    f"{ctype or 'no content type'}", status=resp.status,
-                                    error_type="bad_response")
+                # Often an error body sent with 200 (or a server that ignored stream: true): say what it says.
+                message, _ = _error_message(await _read_bounded(resp.content, _MAX_ERROR_BODY), raw_excerpt=False)
+                raise self._fault(f"expected an event stream, got {ctype or 'no content type'} (HTTP {resp.status})"
+                                  + (f": {message}" if message else ""), "bad_response", resp.status)
             async for event in _read_sse(resp.content, self.name):
                 yield event
             finished = True
         except TimeoutError:
-            raise ProviderError(FailureKind.FAULT, f"{self.name}: no data for {self.config.timeout_s:g} s",
-                                error_type="timeout") from None
+            raise self._fault(f"no data for {self.config.timeout_s:g} s", "timeout") from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(FailureKind.FAULT, f"{self.name}: stream broken ({type(exc).__name__})",
-                                error_type="connection_error") from None
+            raise self._fault(f"stream broken ({_describe(exc)})", "connection_error") from None
         finally:
             if finished:
                 resp.release()
@@ -101,50 +121,104 @@ class Provider(abc.ABC):
                 resp.close()
 
     async def _http_error(self, resp: aiohttp.ClientResponse) -> ProviderError:
-        raw = await resp.content.read(_MAX_ERROR_BODY)
+        raw = await _read_bounded(resp.content, _MAX_ERROR_BODY)
         message, error_type = _error_message(raw)
         retry_after = _retry_after(resp.headers.get("retry-after-ms"), resp.headers.get("retry-after"))
         text = f"{self.name}: HTTP {resp.status}" + (f": {message}" if message else "")
-        return ProviderError(classify_status(resp.status), text, status=resp.status,
+        return ProviderError(classify_status(resp.status), self.redact(text), status=resp.status,
                              error_type=error_type or f"http_{resp.status}", retry_after_s=retry_after)
 
 
+def _describe(exc: aiohttp.ClientError) -> str:
+    """A connection failure in a few words, without addresses: `ClientOSError: Connection reset by peer`."""
+    err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(err, OSError) and err.errno:
+        return f"{type(exc).__name__}: {os.strerror(err.errno)}"
+    return type(exc).__name__
+
+
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes of a body (`read(n)` alone may return a first fragment of it)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (part := await content.read(limit - size)):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _too_large(name: str) -> ProviderError:
+    return ProviderError(FailureKind.FAULT, f"{name}: event stream line or event larger than "
+                         f"{_MAX_EVENT // (1024 * 1024)} MiB", error_type="bad_response")
+
+
 async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[SSEEvent]:
-    """Parse an SSE byte stream incrementally into JSON events. Stops at OpenAI's `[DONE]`."""
+    """Parse an SSE byte stream incrementally into JSON events. Stops at OpenAI's `[DONE]`.
+
+    Lines are split here rather than with the reader's own line iteration, so that one bound holds on every
+    aiohttp version: a line, or one event's data, over `_MAX_EVENT` bytes is a provider fault.
+    """
     event_name: str | None = None
     data: list[bytes] = []
-    async for raw_line in content:
-        line = raw_line.rstrip(b"\r\n")
-        if line:
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-            elif line.startswith(b"event:"):
-                event_name = line[6:].strip().decode()
-            # Comments (":") and other fields (id, retry) carry nothing we use.
-            continue
-        if data:
-            payload = b"\n".join(data)
-            data = []
-            if payload == b"[DONE]":
-                return
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
-                                    error_type="bad_response") from None
-            if not isinstance(parsed, dict):
-                raise ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
-                                    error_type="bad_response")
-            yield SSEEvent(parsed, event_name)
-        event_name = None
+    data_size = 0
+    partial: list[bytes] = []  # the start of a line whose end has not arrived yet
+    partial_size = 0
+    while chunk := await content.readany():
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            line = chunk[start:end]
+            start = end + 1
+            if partial:
+                partial.append(line)
+                line = b"".join(partial)
+                partial.clear()
+                partial_size = 0
+            if len(line) > _MAX_EVENT:
+                raise _too_large(name)
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line:
+                if line.startswith(b"data:"):
+                    value = line[5:].lstrip(b" ")
+                    data.append(value)
+                    data_size += len(value)
+                    if data_size > _MAX_EVENT:
+                        raise _too_large(name)
+                elif line.startswith(b"event:"):
+                    event_name = line[6:].strip().decode(errors="replace")
+                # Comments (":") and other fields (id, retry) carry nothing we use.
+                continue
+            if data:
+                payload = b"\n".join(data)
+                data = []
+                data_size = 0
+                if payload == b"[DONE]":
+                    return
+                try:
+                    parsed = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
+                                        error_type="bad_response") from None
+                if not isinstance(parsed, dict):
+                    raise ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
+                                        error_type="bad_response")
+                yield SSEEvent(parsed, event_name)
+            event_name = None
+        if start < len(chunk):
+            partial.append(chunk[start:] if start else chunk)
+            partial_size += len(chunk) - start
+            if partial_size > _MAX_EVENT:
+                raise _too_large(name)
+    # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).
 
 
-def _error_message(raw: bytes) -> tuple[str, str]:
-    """The message and type from an OpenAI- or Anthropic-shaped error body, or a bounded raw excerpt."""
+def _error_message(raw: bytes, *, raw_excerpt: bool = True) -> tuple[str, str]:
+    """The message and type from an OpenAI- or Anthropic-shaped error body, else a bounded raw excerpt
+    (or nothing, with `raw_excerpt=False`)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw[:200].decode(errors="replace").strip(), ""
+        return (raw[:200].decode(errors="replace").strip() if raw_excerpt else ""), ""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
         return str(err.get("message", ""))[:500], str(err.get("type") or "")

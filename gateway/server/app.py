@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from gateway.server import handlers
 from gateway.server.doors import door_for_path
 from gateway.server.state import GATEWAY, Gateway
+from gateway.telemetry import PROMETHEUS_CONTENT_TYPE
 from gateway.types import GatewayError
 
 log = logging.getLogger("gateway.server")
@@ -42,6 +44,20 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition. With `telemetry.metrics_key` set, only for `Authorization: Bearer <key>`."""
+    gw = request.app[GATEWAY]
+    key = gw.config.telemetry.metrics_key
+    if key:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+            return web.Response(status=401, text="metrics need 'Authorization: Bearer <telemetry.metrics_key>'\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if gw.telemetry is None:
+        raise web.HTTPNotFound(reason="metrics are not enabled on this gateway")
+    return web.Response(body=gw.telemetry.metrics_text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
 def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(client_max_size=gateway.config.server.max_body_bytes, middlewares=[json_errors])
     app[GATEWAY] = gateway
@@ -50,6 +66,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/messages", handlers.messages)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/metrics", metrics)
 
     async def close_gateway(app: web.Application) -> None:
         await app[GATEWAY].aclose()

@@ -6,6 +6,7 @@ import hmac
 
 from aiohttp import web
 
+from gateway.config.model import ApiKey
 from gateway.types import GatewayError
 
 
@@ -18,17 +19,28 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def check_key(request: web.Request, keys: tuple[str, ...]) -> None:
-    """Raise 401 unless the request carries one of `keys` (no keys configured: open gateway)."""
+def check_key(request: web.Request, keys: tuple[ApiKey, ...]) -> ApiKey | None:
+    """The caller's key, or 401. No keys configured: an open gateway, and None."""
     if not keys:
-        return
+        return None
     presented = presented_key(request)
     if not presented:
         raise GatewayError(401, "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'",
                            type="authentication_error", code="invalid_api_key")
     candidate = presented.encode()
-    matched = False
+    found: ApiKey | None = None
     for key in keys:  # compare against every key, so timing does not reveal which one matched
-        matched |= hmac.compare_digest(candidate, key.encode())
-    if not matched:
+        if hmac.compare_digest(candidate, key.key.encode()):
+            found = key
+    if found is None:
         raise GatewayError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
+    return found
+
+
+def check_bearer(request: web.Request, secret: str, what: str) -> None:
+    """For /metrics and /admin: a single bearer secret, when configured."""
+    if not secret:
+        return
+    presented = presented_key(request) or ""
+    if not hmac.compare_digest(presented.encode(), secret.encode()):
+        raise GatewayError(401, f"{what} needs its key", type="authentication_error")

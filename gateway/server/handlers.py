@@ -12,6 +12,7 @@ from gateway.engine.attempt import Outcome
 from gateway.server.auth import check_key
 from gateway.server.doors import ANTHROPIC_DOOR, OPENAI_DOOR, Door
 from gateway.server.state import GATEWAY, Gateway
+from gateway.telemetry import IncomingRequest
 from gateway.types import GatewayError, Json, ProviderError, SSEEvent
 
 _JSON = "application/json"
@@ -31,7 +32,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    check_key(request, gw.config.server.api_keys)
+    check_key(request, gw.config.server.keys)
     # One list both SDKs parse: OpenAI's fields and Anthropic's side by side.
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway", "type": "model",
              "display_name": alias, "created_at": "1970-01-01T00:00:00Z"} for alias in gw.config.models]
@@ -52,6 +53,8 @@ async def _read_body(request: web.Request, door: Door, max_bytes: int) -> Json:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise GatewayError(413, f"request body too large (limit {max_bytes} bytes)") from None
+    except web.RequestPayloadError:  # e.g. a body that is not in its Content-Encoding: the client's fault
+        raise GatewayError(400, "request body could not be decoded (check its Content-Encoding)") from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -76,7 +79,7 @@ async def _chat(request: web.Request, door: Door) -> web.StreamResponse:
     gw = request.app[GATEWAY]  # captured once: a reload mid-request does not change this request's config
     config = gw.config
     try:
-        check_key(request, config.server.api_keys)
+        check_key(request, config.server.keys)
         body = await _read_body(request, door, config.server.max_body_bytes)
         alias = body["model"]
         route = config.models.get(alias)
@@ -91,6 +94,8 @@ async def _chat(request: web.Request, door: Door) -> web.StreamResponse:
     deadline = loop.time() + timeout_s
     record = RequestRecord(route=route, door=door.format, stream=body.get("stream") is True,
                            started=gw.clock())
+    # For telemetry: the W3C traceparent to continue (and the body, for opt-in content capture).
+    record.context = IncomingRequest(request.headers, body)
     hooks = gw.hooks
     hooks.request_started(record)
     try:

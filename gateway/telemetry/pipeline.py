@@ -1,0 +1,135 @@
+"""`setup_telemetry`: the tracer and meter providers, their exporters and the hooks, built from config + env.
+
+Providers are passed around explicitly, never installed as the global ones: a library must not take over
+the process's OpenTelemetry setup (`gateway serve` may install them; tests build several side by side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from gateway import __version__
+from gateway.config.model import GatewayConfig, TelemetryConfig
+from gateway.engine.hooks import Hooks
+from gateway.telemetry import otel_env, prometheus
+from gateway.telemetry.hooks import TelemetryHooks
+from gateway.telemetry.jsonl_exporter import JsonLinesSpanExporter
+from gateway.telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger("gateway.telemetry")
+
+INSTRUMENTATION_NAME = "gateway"
+
+
+class Telemetry:
+    """What the gateway needs from telemetry: `hooks` for the engine, `metrics_text()` for /metrics, shutdown."""
+
+    def __init__(self, *, hooks: Hooks, tracer_provider: TracerProvider | None = None,
+                 meter_provider: MeterProvider | None = None,
+                 metrics_reader: InMemoryMetricReader | None = None) -> None:
+        self.hooks = hooks  # replaceable, e.g. by a wrapper that also delegates to these
+        self._telemetry_hooks = hooks if isinstance(hooks, TelemetryHooks) else None
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self._metrics_reader = metrics_reader
+        self._lock = threading.Lock()  # shutdown may run in a worker thread while /metrics is read
+        self._closed = False
+
+    @classmethod
+    def disabled(cls) -> Telemetry:
+        """No spans, no metrics (OTEL_SDK_DISABLED=true): the engine's no-op hooks, an empty /metrics."""
+        return cls(hooks=Hooks())
+
+    @property
+    def tracing(self) -> bool:
+        return self.tracer_provider is not None
+
+    def attach(self, config: GatewayConfig) -> None:
+        """Called by each `Gateway` built on this telemetry: learn its providers (kinds, breakers)."""
+        if self._telemetry_hooks is not None:
+            self._telemetry_hooks.set_providers(config.providers)
+
+    def metrics_text(self) -> str:
+        """Every metric, in Prometheus text exposition format 0.0.4."""
+        with self._lock:
+            if self._metrics_reader is None or self._closed:
+                return ""
+            return prometheus.render(self._metrics_reader.get_metrics_data())
+
+    def force_flush_blocking(self, timeout_millis: int = 10_000) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush(timeout_millis)
+        if self.meter_provider is not None:
+            self.meter_provider.force_flush(timeout_millis)
+
+    def shutdown_blocking(self) -> None:
+        """Export what is buffered and stop the exporters' threads. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+    # Exporting blocks (OTLP over `requests`, file writes): off the event loop, which may even be serving
+    # the collector the export goes to (as in the tests).
+    async def force_flush(self) -> None:
+        await asyncio.to_thread(self.force_flush_blocking)
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.shutdown_blocking)
+
+
+def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
+                    span_processors: Sequence[SpanProcessor] = (),
+                    metric_readers: Sequence[MetricReader] = ()) -> Telemetry:
+    """Traces: OTLP/HTTP when an endpoint is set, else JSON lines to `config.traces_file` ("" = none), plus any
+    `span_processors` given (tests, embedding applications). Metrics: always readable for /metrics, plus OTLP
+    when an endpoint is set, plus any `metric_readers` given. Raises `TelemetrySetupError` on bad env values.
+    """
+    if otel_env.sdk_disabled(env):
+        return Telemetry.disabled()
+    resource = otel_env.resource_from_env(env)
+    sampler = otel_env.sampler_from_env(env)
+
+    processors = list(span_processors)
+    traces = otel_env.otlp_target(env, "traces")
+    if traces is not None:
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces.endpoint, headers=traces.headers)))
+        log.info("exporting traces over OTLP/HTTP to %s", traces.endpoint)
+    elif config.traces_file:
+        processors.append(BatchSpanProcessor(JsonLinesSpanExporter(config.traces_file)))
+        log.info("writing traces to %s", config.traces_file)
+    tracer_provider: TracerProvider | None = None
+    if processors:  # no exporter at all: skip span creation entirely rather than build spans nobody reads
+        tracer_provider = TracerProvider(sampler=sampler, resource=resource, shutdown_on_exit=False)
+        for processor in processors:
+            tracer_provider.add_span_processor(processor)
+
+    metrics_reader = InMemoryMetricReader()
+    readers: list[MetricReader] = [metrics_reader, *metric_readers]
+    metrics_target = otel_env.otlp_target(env, "metrics")
+    if metrics_target is not None:
+        exporter = OTLPMetricExporter(endpoint=metrics_target.endpoint, headers=metrics_target.headers)
+        readers.append(PeriodicExportingMetricReader(
+            exporter, export_interval_millis=otel_env.metric_export_interval_ms(env)))
+        log.info("exporting metrics over OTLP/HTTP to %s", metrics_target.endpoint)
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+
+    tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__) if tracer_provider else None
+    metrics = GatewayMetrics(meter_provider.get_meter(INSTRUMENTATION_NAME, __version__))
+    hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content)
+    return Telemetry(hooks=hooks, tracer_provider=tracer_provider, meter_provider=meter_provider,
+                     metrics_reader=metrics_reader)

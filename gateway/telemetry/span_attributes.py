@@ -1,0 +1,95 @@
+"""The attributes of the request span (SERVER) and the attempt spans (CLIENT), built from the engine's records.
+
+Only numbers, names and enums: never a key, and never prompt or completion text (that is `content_attributes`,
+called only when `telemetry.capture_content` is on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.engine.attempt import Attempt, Outcome
+from gateway.engine.hooks import RequestRecord
+from gateway.telemetry import names as n
+from gateway.types import Json
+
+Attrs = dict[str, Any]
+
+
+def request_start(record: RequestRecord) -> Attrs:
+    return {n.OPERATION: n.CHAT, n.REQUEST_MODEL: record.route.alias, n.DOOR: str(record.door),
+            n.STREAM: record.stream}
+
+
+def request_end(record: RequestRecord) -> Attrs:
+    attrs: Attrs = {
+        n.ATTEMPTS: sum(1 for a in record.attempts if a.outcome is not Outcome.SKIPPED),
+        n.HEDGED: record.hedged,
+        n.HEDGES_SKIPPED: record.hedges_skipped,
+        n.COST_USD: record.cost_usd,
+        n.WASTED_COST_USD: record.wasted_cost_usd,
+        n.HTTP_STATUS: record.status,
+    }
+    if record.latency_s is not None:
+        attrs[n.LATENCY_MS] = record.latency_s * 1000
+    if record.ttft_s is not None:
+        attrs[n.TTFT_MS] = record.ttft_s * 1000
+    if record.hedge_delay_s is not None:
+        attrs[n.HEDGE_DELAY_MS] = record.hedge_delay_s * 1000
+    winner = record.winner
+    if winner is not None:
+        attrs[n.WINNER] = winner.provider
+        attrs[n.WINNER_LAUNCH] = str(winner.launch)
+    if record.error_type:
+        attrs[n.ERROR_TYPE] = record.error_type
+    return attrs
+
+
+def content(body: Json) -> Attrs:
+    """Opt-in only: the client's messages (and Anthropic's top-level system prompt) as JSON strings."""
+    attrs: Attrs = {n.INPUT_MESSAGES: orjson.dumps(body.get("messages", [])).decode()}
+    system = body.get("system")
+    if system is not None:
+        attrs[n.SYSTEM_INSTRUCTIONS] = orjson.dumps(system).decode()
+    return attrs
+
+
+def attempt_start(attempt: Attempt, provider_kind: str) -> Attrs:
+    target = attempt.target
+    attrs: Attrs = {
+        n.OPERATION: n.CHAT,
+        n.PROVIDER_NAME: provider_kind,
+        n.PROVIDER: target.provider,
+        n.REQUEST_MODEL: target.model,
+        n.ATTEMPT_INDEX: attempt.index,
+        n.ATTEMPT_LAUNCH: str(attempt.launch),
+        n.BREAKER_STATE: attempt.breaker_state,
+    }
+    if attempt.server_address:
+        attrs[n.SERVER_ADDRESS] = attempt.server_address
+        attrs[n.SERVER_PORT] = attempt.server_port
+    return attrs
+
+
+def attempt_end(attempt: Attempt) -> Attrs:
+    attrs: Attrs = {n.ATTEMPT_OUTCOME: str(attempt.outcome), n.COST_USD: attempt.cost_usd}
+    if attempt.outcome is Outcome.SKIPPED:
+        attrs[n.SKIP_REASON] = attempt.skip_reason or "unknown"
+        attrs[n.BREAKER_STATE] = attempt.breaker_state
+        return attrs
+    attrs[n.INPUT_TOKENS] = attempt.billed_input_tokens
+    attrs[n.OUTPUT_TOKENS] = attempt.billed_output_tokens
+    attrs[n.USAGE_ESTIMATED] = attempt.usage_estimated
+    if attempt.cached_input_tokens is not None:
+        attrs[n.CACHE_READ_TOKENS] = attempt.cached_input_tokens
+    if attempt.response_model is not None:
+        attrs[n.RESPONSE_MODEL] = attempt.response_model
+    if attempt.finish_reason is not None:
+        attrs[n.FINISH_REASONS] = (attempt.finish_reason,)
+    if attempt.first_token_s is not None:
+        attrs[n.TIME_TO_FIRST_CHUNK] = attempt.first_token_s
+    if attempt.error is not None:
+        attrs[n.ERROR_TYPE] = attempt.error.error_type or "error"
+    return attrs

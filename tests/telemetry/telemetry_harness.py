@@ -1,0 +1,87 @@
+"""A real gateway with a `Telemetry` attached, in front of simulated providers, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anthropic
+import openai
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.engine import Attempt, Hooks, RequestRecord
+from gateway.server import Gateway, build_app
+from gateway.telemetry import Telemetry
+from tests.e2e.harness import GATEWAY_KEY
+
+
+class FinishedRequests(Hooks):
+    """Delegates every hook to `inner`, and lets a test wait until n requests have finished.
+
+    The request span ends after the response is sent (the TaskGroup first awaits the cancelled losers), so
+    a client that has its answer cannot assume the span exists yet: it waits for request_finished instead.
+    """
+
+    def __init__(self, inner: Hooks) -> None:
+        self.inner = inner
+        self.records: list[RequestRecord] = []
+        self._changed = asyncio.Event()
+
+    def request_started(self, record: RequestRecord) -> None:
+        self.inner.request_started(record)
+
+    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
+        self.inner.attempt_started(record, attempt)
+
+    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
+        self.inner.attempt_finished(record, attempt)
+
+    def hedge_skipped(self, record: RequestRecord, reason: str) -> None:
+        self.inner.hedge_skipped(record, reason)
+
+    def breaker_changed(self, provider: str, old: str, new: str) -> None:
+        self.inner.breaker_changed(provider, old, new)
+
+    def request_finished(self, record: RequestRecord) -> None:
+        self.inner.request_finished(record)
+        self.records.append(record)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while len(self.records) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
+class TracedGateway:
+    url: str
+    gateway: Gateway
+    telemetry: Telemetry
+    finished: FinishedRequests
+
+    def openai(self, key: str = GATEWAY_KEY) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
+
+    def anthropic(self, key: str = GATEWAY_KEY) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0, timeout=30)
+
+
+@asynccontextmanager
+async def traced_gateway(config: GatewayConfig, telemetry: Telemetry) -> AsyncIterator[TracedGateway]:
+    """The gateway owns `telemetry`: leaving the block shuts it down (flushing every exporter)."""
+    finished = FinishedRequests(telemetry.hooks)
+    telemetry.hooks = finished
+    gateway = Gateway(config, telemetry=telemetry)
+    runner = web.AppRunner(build_app(gateway), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield TracedGateway(f"http://127.0.0.1:{runner.addresses[0][1]}", gateway, telemetry, finished)
+    finally:
+        await runner.cleanup()
