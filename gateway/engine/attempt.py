@@ -55,6 +55,7 @@ class Attempt:
     response_model: str | None = None
     server_address: str = ""
     server_port: int = 0
+    queue_wait_s: float = 0.0  # time spent waiting for the provider's concurrency bound (bulkhead)
     context: object = None  # opaque slot for telemetry (the attempt span)
 
     @property
@@ -105,6 +106,12 @@ class AttemptStream:
         self._clock = clock
         self._done = False
         self._complete = False  # a finish reason or end-of-message was seen
+        self.slot_release: Callable[[], None] | None = None  # set while holding a bulkhead slot
+
+    def release_slot(self) -> None:
+        release, self.slot_release = self.slot_release, None
+        if release is not None:
+            release()
 
     async def until_content(self) -> list[SSEEvent]:
         """Client events up to and including the first one with content (the commit point)."""
@@ -179,6 +186,7 @@ class AttemptStream:
     async def aclose(self) -> None:
         """Close the upstream stream (and its connection, if it had not finished)."""
         self._done = True
+        self.release_slot()
         await self._events.aclose()
 
 

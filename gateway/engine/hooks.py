@@ -32,6 +32,8 @@ class RequestRecord:
     status: int = 200
     error_type: str | None = None
     hedges_skipped: int = 0
+    cache: str | None = None  # "hit", "miss" or "coalesced" when the alias caches this request
+    key_name: str | None = None  # the gateway key's configured name (never the key)
     # Opaque slot for the telemetry layer (e.g. the request span); the engine never reads it.
     context: object = None
 

@@ -26,6 +26,7 @@ from gateway.engine.runtime import Runtime
 from gateway.formats import EventInfo
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
+from gateway.policies.bulkhead import Bulkhead
 from gateway.translate import stream_translator, upstream_request
 from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEvent, WireFormat
 
@@ -154,6 +155,11 @@ class _Race:
             if permit is None:
                 self.skip(attempt, "breaker_open")
                 continue
+            bulkhead = rt.bulkheads.get(target.provider)
+            if bulkhead is not None and kind is Launch.HEDGE and not bulkhead.try_acquire():
+                permit.release()  # a hedge that would have to queue is better skipped
+                self.skip(attempt, "provider_busy")
+                continue
             provider = rt.providers[target.provider]
             attempt.server_address, attempt.server_port = provider.server_address, provider.server_port
             try:
@@ -166,13 +172,32 @@ class _Race:
                 continue
             stream = AttemptStream(attempt, provider, upstream, _INSPECT[provider.kind],
                                    stream_translator(record.door, provider.kind), rt.clock, permit)
+            if bulkhead is not None and kind is Launch.HEDGE:
+                stream.slot_release = bulkhead.release
             rt.hooks.attempt_started(record, attempt)
-            self.pending[self.tg.create_task(self.drive(stream))] = stream
+            self.pending[self.tg.create_task(self.drive(stream, bulkhead))] = stream
             return True
         return False
 
-    async def drive(self, stream: AttemptStream) -> _Result:
-        """Run one attempt up to its commit point; never raises (except when cancelled)."""
+    async def drive(self, stream: AttemptStream, bulkhead: Bulkhead | None) -> _Result:
+        """Run one attempt up to its commit point; never raises (except when cancelled).
+
+        A committed stream keeps its bulkhead slot until the handler closes it; every other end frees it here.
+        """
+        committed = False
+        try:
+            if bulkhead is not None and stream.slot_release is None:
+                # Waits within the request deadline; the wait shows on the attempt (and its span).
+                stream.attempt.queue_wait_s = await bulkhead.acquire()
+                stream.slot_release = bulkhead.release
+            result = await self._drive(stream)
+            committed = self.record.stream and isinstance(result, list)
+            return result
+        finally:
+            if not committed:
+                stream.release_slot()
+
+    async def _drive(self, stream: AttemptStream) -> _Result:
         timeout_s = self.rt.config.providers[stream.attempt.provider].timeout_s
         try:
             async with asyncio.timeout(timeout_s):

@@ -9,6 +9,7 @@ from gateway.config.model import GatewayConfig, ModelRoute, Target
 from gateway.engine.hooks import Hooks
 from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
+from gateway.policies.bulkhead import Bulkhead
 from gateway.policies.latency import LatencyTracker
 from gateway.providers import Provider, create_provider
 
@@ -29,6 +30,9 @@ class Runtime:
         self.breakers = {
             name: CircuitBreaker(name, p.breaker, clock=clock, on_state_change=self._breaker_changed)
             for name, p in config.providers.items()}
+        # Only bounded providers get a bulkhead: an unbounded one would cost a little on every attempt.
+        self.bulkheads = {name: Bulkhead(p.bulkhead) for name, p in config.providers.items()
+                          if p.bulkhead.max_concurrent is not None}
         self.budgets = {alias: HedgeBudget(route.hedge.budget, clock=clock)
                         for alias, route in config.models.items()}
         self._trackers: dict[tuple[str, str, bool], LatencyTracker] = {}

@@ -26,14 +26,15 @@ class Door:
     error_event: Callable[[GatewayError], SSEEvent]
     wants_usage: Callable[[Json], bool]
     is_usage_only: Callable[[SSEEvent], bool]
+    aggregator: Callable[[], _Aggregator]
 
 
 OPENAI_DOOR = Door(WireFormat.OPENAI, openai_format.validate_request, openai_format.encode_event,
                    openai_format.STREAM_END, openai_format.error_body, openai_format.error_event,
-                   openai_format.wants_usage, openai_format.is_usage_only)
+                   openai_format.wants_usage, openai_format.is_usage_only, openai_format.Aggregator)
 ANTHROPIC_DOOR = Door(WireFormat.ANTHROPIC, anthropic_format.validate_request, anthropic_format.encode_event,
                       anthropic_format.STREAM_END, anthropic_format.error_body, anthropic_format.error_event,
-                      anthropic_format.wants_usage, anthropic_format.is_usage_only)
+                      anthropic_format.wants_usage, anthropic_format.is_usage_only, anthropic_format.Aggregator)
 
 
 def door_for_path(path: str) -> Door:

@@ -7,6 +7,8 @@ from aiohttp import web
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig
 from gateway.engine import Engine, Hooks, Runtime
+from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
+from gateway.policies.ratelimit import RateLimiter
 from gateway.telemetry import Telemetry
 
 
@@ -27,12 +29,17 @@ class Gateway:
             hooks = telemetry.hooks
         self.runtime = Runtime(config, hooks=hooks, clock=clock)
         self.engine = Engine(self.runtime)
+        self.limiter = RateLimiter(clock=clock)
+        self.caches = {alias: ResponseCache(route.cache, clock=clock)
+                       for alias, route in config.models.items() if route.cache is not None}
+        self.coalescer: Coalescer[CachedAnswer] = Coalescer()
 
     @property
     def hooks(self) -> Hooks:
         return self.runtime.hooks
 
     async def aclose(self) -> None:
+        await self.coalescer.aclose()
         await self.runtime.aclose()
         if self.telemetry is not None:
             await self.telemetry.shutdown()

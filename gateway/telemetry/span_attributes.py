@@ -44,6 +44,10 @@ def request_end(record: RequestRecord) -> Attrs:
         attrs[n.WINNER_LAUNCH] = str(winner.launch)
     if record.error_type:
         attrs[n.ERROR_TYPE] = record.error_type
+    if record.cache is not None:
+        attrs[n.CACHE] = record.cache
+    if record.key_name is not None:
+        attrs[n.KEY_NAME] = record.key_name
     return attrs
 
 
@@ -79,6 +83,8 @@ def attempt_end(attempt: Attempt) -> Attrs:
         attrs[n.SKIP_REASON] = attempt.skip_reason or "unknown"
         attrs[n.BREAKER_STATE] = attempt.breaker_state
         return attrs
+    if attempt.queue_wait_s:
+        attrs[n.QUEUE_WAIT_MS] = attempt.queue_wait_s * 1000
     attrs[n.INPUT_TOKENS] = attempt.billed_input_tokens
     attrs[n.OUTPUT_TOKENS] = attempt.billed_output_tokens
     attrs[n.USAGE_ESTIMATED] = attempt.usage_estimated

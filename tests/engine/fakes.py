@@ -47,13 +47,14 @@ class FakeProvider(Provider):
         self.calls: list[Call] = []
 
     def stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
-        plan = self.plans[min(len(self.calls), len(self.plans) - 1)]
-        call = Call(body=body, started=asyncio.get_running_loop().time())
-        self.calls.append(call)
-        return self._run(plan, call)
+        return self._run(body)
 
-    async def _run(self, plan: Plan, call: Call) -> AsyncGenerator[SSEEvent, None]:
+    async def _run(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+        # Like a real provider, nothing is sent until the stream is first iterated.
+        plan = self.plans[min(len(self.calls), len(self.plans) - 1)]
         loop = asyncio.get_running_loop()
+        call = Call(body=body, started=loop.time())
+        self.calls.append(call)
         model = call.body["model"]
         try:
             if plan.role_first and plan.error is None:

@@ -12,6 +12,7 @@ from gateway.engine import Committed, Completed, Engine, RequestRecord, Runtime
 from gateway.engine.attempt import Launch, Outcome
 from gateway.policies.breaker import BreakerOptions, BreakerState
 from gateway.policies.budget import BudgetOptions
+from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.latency import AdaptiveDelayOptions
 from gateway.types import FailureKind, GatewayError, ProviderError, WireFormat
 from tests.engine.fakes import FakeProvider, Plan
@@ -23,9 +24,10 @@ FAULT = ProviderError(FailureKind.FAULT, "p: HTTP 500: boom", status=500, error_
 
 
 def runtime(*fakes: FakeProvider, hedge: HedgeConfig | None = None, fail_max: int = 5,
-            reset_s: float = 30.0, timeout_s: float = 30.0) -> Runtime:
+            reset_s: float = 30.0, timeout_s: float = 30.0, max_concurrent: int | None = None) -> Runtime:
     providers = {f.name: ProviderConfig(name=f.name, kind=WireFormat.OPENAI, base_url="http://127.0.0.1:9/v1",
-                                        timeout_s=timeout_s, breaker=BreakerOptions(fail_max, reset_s))
+                                        timeout_s=timeout_s, breaker=BreakerOptions(fail_max, reset_s),
+                                        bulkhead=BulkheadOptions(max_concurrent))
                  for f in fakes}
     route = ModelRoute(alias="chat", targets=tuple(Target(f.name, f"model-{f.name}", Price(1.0, 2.0))
                                                    for f in fakes),
@@ -279,3 +281,17 @@ async def test_request_a_provider_cannot_express_is_a_400_naming_the_field() -> 
             await Engine(rt).run(record, {**BODY, "n": 2}, tg, loop.time() + 10)
     assert info.value.status == 400 and info.value.param == "n"
     assert a.calls == [] and record.attempts[0].skip_reason == "unsupported_request"
+
+
+async def test_bulkhead_queues_primaries_and_skips_hedges_that_would_wait() -> None:
+    a = FakeProvider("a", Plan(ttft_s=1.0))
+    b = FakeProvider("b", Plan(ttft_s=3.0))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, budget=BudgetOptions(percent=100)), max_concurrent=1)
+    (first, _), (second, _) = await asyncio.gather(run(rt), run(rt))
+    # b's one slot went to the first request's hedge; the second request's hedge was skipped, not queued.
+    assert [x.outcome for x in first.attempts] == [Outcome.WON, Outcome.CANCELLED]
+    assert second.attempts[1].skip_reason == "provider_busy"
+    # the second primary waited for a's one slot: it started when the first primary finished
+    assert second.attempts[0].queue_wait_s == pytest.approx(1.0)
+    assert a.calls[1].started - a.calls[0].started == pytest.approx(1.0)
+    assert all(bh.in_use == 0 for bh in rt.bulkheads.values())
