@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.logs import setup_logging
+from gateway.server.serve import serve, supervise
 from gateway.telemetry import TelemetrySetupError
 
 log = logging.getLogger("gateway")
@@ -44,33 +43,6 @@ def describe(config: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: GatewayConfig, host: str, port: int) -> None:
-    from opentelemetry import trace
-
-    from gateway.server import Gateway, build_app
-    from gateway.telemetry import setup_telemetry
-
-    telemetry = setup_telemetry(config.telemetry, os.environ)
-    if telemetry.tracer_provider is not None:
-        trace.set_tracer_provider(telemetry.tracer_provider)  # the application may; library code never does
-    gateway = Gateway(config, telemetry=telemetry)  # owns it: flushed and shut down with the app
-    app = build_app(gateway)
-    # handler_cancellation: a client that disconnects cancels its request, and with it every attempt.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    log.info("gateway listening on http://%s:%d (%d models, %d providers)", host, port,
-             len(config.models), len(config.providers))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down")
-    await runner.cleanup()
-
-
 def traces(path: str, plot: str | None) -> int:
     from gateway.telemetry.traces_report import format_summary, load_summary
 
@@ -98,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("--config", required=True, help="path to the YAML config")
     p_serve.add_argument("--host", help="override server.host")
     p_serve.add_argument("--port", type=int, help="override server.port")
-    p_serve.add_argument("--log-level", default="INFO")
+    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                         help="worker processes sharing the port (default: one per core, %(default)s here)")
+    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p_serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default: %(default)s)")
+    p_serve.add_argument("--log-format", choices=("json", "text"), default="json")
     p_check = sub.add_parser("check-config", help="validate a config and print the resolved routes")
     p_check.add_argument("path")
     p_traces = sub.add_parser("traces", help="summarise a JSON-lines span file: latency, hedging, cost")
@@ -109,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "traces":
         return traces(args.file, args.plot)
 
-    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     path = args.config if args.command == "serve" else args.path
     try:
         config = load_config(path)
@@ -121,9 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{path}: OK")
         print(describe(config))
         return 0
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return supervise(args.workers, ["serve", "--config", path, "--host", args.host or config.server.host,
+                                        "--port", str(args.port or config.server.port), "--log-level",
+                                        args.log_level, "--log-format", args.log_format])
     _install_uvloop()
     try:
-        asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port))
+        asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port,
+                          config_path=path, reuse_port=args.reuse_port))
     except TelemetrySetupError as exc:
         print(f"telemetry error: {exc}", file=sys.stderr)
         return 1

@@ -66,7 +66,8 @@ class RequestLog(Hooks):
 
 
 def _trace_id(context: object) -> str | None:
-    get = getattr(context, "get_span_context", None)
+    span = getattr(context, "span", context)  # the telemetry layer keeps the request span there
+    get = getattr(span, "get_span_context", None)
     if get is None:
         return None
     trace_id = get().trace_id

@@ -21,22 +21,38 @@ DEFAULT_COOLDOWN_S = 1.0
 
 class Runtime:
     def __init__(self, config: GatewayConfig, *, hooks: Hooks | None = None, clock: Clock = monotonic,
-                 providers: dict[str, Provider] | None = None) -> None:
+                 providers: dict[str, Provider] | None = None, previous: Runtime | None = None) -> None:
+        """`previous`: the runtime of the config being reloaded. What belongs to providers whose config did not
+        change (connections, breaker, latency windows, 429 cool-downs, bulkhead) is carried over."""
         self.config = config
         self.hooks = hooks or Hooks()
         self.clock = clock
+        kept = set() if previous is None else {
+            name for name, p in config.providers.items() if previous.config.providers.get(name) == p}
         self.providers: dict[str, Provider] = providers or {
-            name: create_provider(p) for name, p in config.providers.items()}
-        self.breakers = {
-            name: CircuitBreaker(name, p.breaker, clock=clock, on_state_change=self._breaker_changed)
+            name: previous.providers[name] if previous is not None and name in kept else create_provider(p)
+            for name, p in config.providers.items()}
+        self.breakers: dict[str, CircuitBreaker] = {
+            name: previous.breakers[name] if previous is not None and name in kept else
+            CircuitBreaker(name, p.breaker, clock=clock, on_state_change=self._breaker_changed)
             for name, p in config.providers.items()}
         # Only bounded providers get a bulkhead: an unbounded one would cost a little on every attempt.
-        self.bulkheads = {name: Bulkhead(p.bulkhead) for name, p in config.providers.items()
-                          if p.bulkhead.max_concurrent is not None}
+        self.bulkheads: dict[str, Bulkhead] = {
+            name: previous.bulkheads[name] if previous is not None and name in kept else Bulkhead(p.bulkhead)
+            for name, p in config.providers.items() if p.bulkhead.max_concurrent is not None}
         self.budgets = {alias: HedgeBudget(route.hedge.budget, clock=clock)
                         for alias, route in config.models.items()}
         self._trackers: dict[tuple[str, str, bool], LatencyTracker] = {}
         self._cooldown_until: dict[tuple[str, str], float] = {}
+        if previous is not None:
+            for alias, budget in previous.budgets.items():
+                if alias in self.budgets and budget.options == self.budgets[alias].options:
+                    self.budgets[alias] = budget
+            self._trackers = {k: t for k, t in previous._trackers.items() if k[0] in kept}
+            self._cooldown_until = {k: t for k, t in previous._cooldown_until.items() if k[0] in kept}
+            # What the old runtime must close once its last request is done.
+            previous.dropped = [p for name, p in previous.providers.items() if name not in kept]
+        self.dropped: list[Provider] | None = None
 
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
@@ -63,5 +79,6 @@ class Runtime:
         return until is not None and self.clock() < until
 
     async def aclose(self) -> None:
-        for provider in self.providers.values():
+        """Close this runtime's connections; after a reload, only those the new runtime did not take over."""
+        for provider in self.providers.values() if self.dropped is None else self.dropped:
             await provider.aclose()

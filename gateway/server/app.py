@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.config import ConfigError, load_config
 from gateway.server import handlers
-from gateway.server.doors import door_for_path
-from gateway.server.state import GATEWAY, Gateway
+from gateway.server.auth import check_bearer
+from gateway.server.doors import OPENAI_DOOR, door_for_path
+from gateway.server.state import GATEWAY, Gateway, GatewayHolder, current_gateway
 from gateway.telemetry import PROMETHEUS_CONTENT_TYPE
 from gateway.types import GatewayError
 
@@ -30,7 +32,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         door = door_for_path(request.path)
         if exc.status == 413:
-            message = (f"request body too large (limit {request.app[GATEWAY].config.server.max_body_mb:g} MB)")
+            message = (f"request body too large (limit {current_gateway(request).config.server.max_body_mb:g} MB)")
         elif exc.status == 404:
             message = f"no route for {request.method} {request.path}"
         else:
@@ -46,7 +48,7 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition. With `telemetry.metrics_key` set, only for `Authorization: Bearer <key>`."""
-    gw = request.app[GATEWAY]
+    gw = current_gateway(request)
     key = gw.config.telemetry.metrics_key
     if key:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -58,15 +60,58 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=gw.telemetry.metrics_text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
-def build_app(gateway: Gateway) -> web.Application:
+CONFIG_PATH: web.AppKey[str] = web.AppKey("config_path", str)
+
+
+async def reload_config(app: web.Application) -> str | None:
+    """Load the config file again and swap it in; None on success, else why it was rejected.
+
+    Requests already running finish on the config they started with. A bad file changes nothing.
+    """
+    holder = app[GATEWAY]
+    path = app.get(CONFIG_PATH)
+    if path is None:
+        return "this gateway was not started from a config file"
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        log.error("config reload rejected, still serving the previous config: %s", exc)
+        return str(exc)
+    old = holder.current.config.server
+    if (config.server.host, config.server.port, config.server.max_body_mb) != (old.host, old.port, old.max_body_mb):
+        log.warning("server.host, server.port and server.max_body_mb changes take effect at the next restart")
+    holder.swap(holder.current.successor(config))
+    log.info("config reloaded from %s (%d models, %d providers)", path, len(config.models), len(config.providers))
+    return None
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    secret = current_gateway(request).config.server.admin_key
+    if not secret:
+        raise web.HTTPNotFound()
+    try:
+        check_bearer(request, secret, "the admin API")
+    except GatewayError as denied:
+        return web.json_response(OPENAI_DOOR.error_body(denied), status=denied.status)
+    problem = await reload_config(request.app)
+    if problem is not None:
+        rejected = GatewayError(400, f"reload rejected: {problem}")
+        return web.json_response(OPENAI_DOOR.error_body(rejected), status=400)
+    return web.json_response({"status": "reloaded"})
+
+
+def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Application:
     app = web.Application(client_max_size=gateway.config.server.max_body_bytes, middlewares=[json_errors])
-    app[GATEWAY] = gateway
+    app[GATEWAY] = GatewayHolder(gateway, grace_s=gateway.config.server.shutdown_grace_s)
+    if config_path is not None:
+        app[CONFIG_PATH] = config_path
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/messages", handlers.messages)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/reload", admin_reload)
 
     async def close_gateway(app: web.Application) -> None:
         await app[GATEWAY].aclose()

@@ -27,7 +27,8 @@ def check_key(request: web.Request, keys: tuple[ApiKey, ...]) -> ApiKey | None:
     if not presented:
         raise GatewayError(401, "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'",
                            type="authentication_error", code="invalid_api_key")
-    candidate = presented.encode()
+    # aiohttp decodes header bytes that are not UTF-8 as surrogate escapes: map them back (a plain encode() raises).
+    candidate = presented.encode("utf-8", "surrogateescape")
     found: ApiKey | None = None
     for key in keys:  # compare against every key, so timing does not reveal which one matched
         if hmac.compare_digest(candidate, key.key.encode()):
@@ -42,5 +43,5 @@ def check_bearer(request: web.Request, secret: str, what: str) -> None:
     if not secret:
         return
     presented = presented_key(request) or ""
-    if not hmac.compare_digest(presented.encode(), secret.encode()):
+    if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), secret.encode()):
         raise GatewayError(401, f"{what} needs its key", type="authentication_error")

@@ -17,7 +17,7 @@ from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.policies.ratelimit import RateLimitOptions
 from gateway.server.auth import check_key
 from gateway.server.doors import ANTHROPIC_DOOR, OPENAI_DOOR, Door
-from gateway.server.state import GATEWAY, Gateway
+from gateway.server.state import Gateway, current_gateway
 from gateway.telemetry import IncomingRequest
 from gateway.types import GatewayError, Json, ProviderError, SSEEvent
 
@@ -37,7 +37,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    gw = current_gateway(request)
     check_key(request, gw.config.server.keys)
     # One list both SDKs parse: OpenAI's fields and Anthropic's side by side.
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway", "type": "model",
@@ -124,7 +124,15 @@ def _key_id(key: ApiKey | None) -> str:
 
 
 async def _chat(request: web.Request, door: Door) -> web.StreamResponse:
-    gw = request.app[GATEWAY]  # captured once: a reload mid-request does not change this request's config
+    gw = current_gateway(request)  # captured once: a reload mid-request does not change this request's config
+    gw.enter()
+    try:
+        return await _chat_on(request, door, gw)
+    finally:
+        gw.leave()
+
+
+async def _chat_on(request: web.Request, door: Door, gw: Gateway) -> web.StreamResponse:
     try:
         api_key = check_key(request, gw.config.server.keys)
         body, size = await _read_body(request, door, gw.config.server.max_body_bytes)

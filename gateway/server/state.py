@@ -1,6 +1,9 @@
-"""The gateway object a request runs against, and the app key it is stored under."""
+"""The gateway object a request runs against, the holder that swaps it on reload, and their app key."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 from aiohttp import web
 
@@ -11,38 +14,109 @@ from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
 from gateway.policies.ratelimit import RateLimiter
 from gateway.telemetry import Telemetry
 
+log = logging.getLogger("gateway.server")
+
 
 class Gateway:
-    """Everything a request needs, swapped as a whole on reload (in-flight requests keep their own)."""
+    """Everything a request needs for one config. A request captures it once, so a reload never changes the
+    config of a request already running."""
 
     def __init__(self, config: GatewayConfig, *, hooks: Hooks | None = None, telemetry: Telemetry | None = None,
-                 clock: Clock = monotonic) -> None:
+                 clock: Clock = monotonic, previous: Gateway | None = None) -> None:
         """`telemetry` supplies the hooks and /metrics, and is owned: `aclose` shuts it down. `hooks` alone
-        (tests) is the older way; giving both is ambiguous, so it is refused."""
+        (tests) is the older way; giving both is ambiguous, so it is refused. `previous`: the gateway being
+        replaced by a reload, whose state for unchanged providers and aliases carries over."""
         if hooks is not None and telemetry is not None:
             raise TypeError("pass hooks or telemetry, not both")
         self.config = config
         self.clock = clock
         self.telemetry = telemetry
+        self.owns_telemetry = previous is None
         if telemetry is not None:
             telemetry.attach(config)
             hooks = telemetry.hooks
-        self.runtime = Runtime(config, hooks=hooks, clock=clock)
+        self.runtime: Runtime = Runtime(config, hooks=hooks, clock=clock,
+                               previous=None if previous is None else previous.runtime)
         self.engine = Engine(self.runtime)
-        self.limiter = RateLimiter(clock=clock)
+        self.limiter: RateLimiter = RateLimiter(clock=clock) if previous is None else previous.limiter
         self.caches = {alias: ResponseCache(route.cache, clock=clock)
                        for alias, route in config.models.items() if route.cache is not None}
+        if previous is not None:
+            for alias, cache in previous.caches.items():
+                if alias in self.caches and cache.options == self.caches[alias].options:
+                    self.caches[alias] = cache
         self.coalescer: Coalescer[CachedAnswer] = Coalescer()
+        self.in_flight = 0  # requests running on this gateway (a retired one closes when it reaches 0)
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.idle.set()
 
     @property
     def hooks(self) -> Hooks:
         return self.runtime.hooks
 
+    def successor(self, config: GatewayConfig) -> Gateway:
+        """The gateway for a reloaded config, sharing telemetry and the state of what did not change."""
+        if self.telemetry is not None:
+            return Gateway(config, telemetry=self.telemetry, clock=self.clock, previous=self)
+        return Gateway(config, hooks=self.hooks, clock=self.clock, previous=self)
+
     async def aclose(self) -> None:
         await self.coalescer.aclose()
         await self.runtime.aclose()
-        if self.telemetry is not None:
+        if self.telemetry is not None and self.owns_telemetry:
             await self.telemetry.shutdown()
 
 
-GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+class GatewayHolder:
+    """The current gateway, swapped atomically on reload. A retired gateway is closed after its last request."""
+
+    def __init__(self, gateway: Gateway, *, grace_s: float = 30.0) -> None:
+        self.current = gateway
+        self.first = gateway  # owns the telemetry: closed last
+        self.grace_s = grace_s
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def swap(self, new: Gateway) -> None:
+        old, self.current = self.current, new
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, old: Gateway) -> None:
+        try:
+            async with asyncio.timeout(self.grace_s):
+                await old.idle.wait()
+        except TimeoutError:
+            log.warning("%d requests still running on the previous config after %g s", old.in_flight, self.grace_s)
+        if old is not self.first:
+            await old.aclose()
+        else:  # its telemetry lives on in its successors; close only what they did not take over
+            await old.coalescer.aclose()
+            await old.runtime.aclose()
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        current = self.current
+        await current.coalescer.aclose()
+        current.runtime.dropped = None  # the last one closes everything it has
+        await current.runtime.aclose()
+        if self.first.telemetry is not None:
+            await self.first.telemetry.shutdown()
+
+
+GATEWAY: web.AppKey[GatewayHolder] = web.AppKey("gateway", GatewayHolder)
+
+
+def current_gateway(request: web.Request) -> Gateway:
+    return request.app[GATEWAY].current

@@ -1,0 +1,119 @@
+"""Command line: `python -m loadtest SCENARIO.yaml ...` and `python -m loadtest overhead ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadtest.scenario import ScenarioError, load_scenario
+from loadtest.spec import Scenario
+
+SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
+RESULTS_DIR = Path("loadtest-results")
+
+
+def resolve_scenario_path(text: str) -> Path:
+    """A path, or the name of a reference scenario: `heavy-tail` means loadtest/scenarios/heavy-tail.yaml."""
+    path = Path(text)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    return SCENARIOS_DIR / f"{text}.yaml"
+
+
+def apply_overrides(scenario: Scenario, *, duration_s: float | None, rate: float | None,
+                    policies: Sequence[str] | None) -> Scenario:
+    traffic = scenario.traffic
+    if duration_s is not None:
+        traffic = dataclasses.replace(traffic, duration_s=duration_s)
+    if rate is not None:
+        traffic = dataclasses.replace(traffic, rate=rate)
+    chosen = scenario.policies
+    if policies:
+        known = {p.name for p in scenario.policies}
+        unknown = [name for name in policies if name not in known]
+        if unknown:
+            raise ScenarioError("--policy", f"unknown policy {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        chosen = tuple(p for p in scenario.policies if p.name in policies)
+    baseline = scenario.baseline if scenario.baseline in {p.name for p in chosen} else None
+    return dataclasses.replace(scenario, traffic=traffic, policies=chosen, baseline=baseline)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def scenario_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest",
+                                     description="Compare hedging policies on simulated providers "
+                                                 "(or: python -m loadtest overhead --help).")
+    parser.add_argument("scenario", help="scenario YAML file, or a reference scenario name (heavy-tail, outage, ...)")
+    parser.add_argument("--out", type=Path, help="output folder (default: loadtest-results/<scenario>/)")
+    parser.add_argument("--duration", type=_positive, help="override traffic.duration_s (seconds per policy)")
+    parser.add_argument("--rate", type=_positive, help="override traffic.rate (requests per second)")
+    parser.add_argument("--policy", action="append", help="run only this policy (repeatable)")
+    parser.add_argument("--no-plot", action="store_true", help="skip plot.png (and the matplotlib import)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    args = parser.parse_args(argv)
+    try:
+        scenario = apply_overrides(load_scenario(resolve_scenario_path(args.scenario)), duration_s=args.duration,
+                                   rate=args.rate, policies=args.policy)
+    except ScenarioError as exc:
+        print(f"scenario error: {exc}", file=sys.stderr)
+        return 2
+    from loadtest.runner import run_scenario
+
+    out = args.out if args.out is not None else RESULTS_DIR / scenario.name
+    try:
+        run_scenario(scenario, out, plot=not args.no_plot, pin=not args.no_pin)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM: children already stopped
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(f"results in {out}/ (report.md, report.json{'' if args.no_plot else ', plot.png'})", file=sys.stderr)
+    return 0
+
+
+def overhead_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest overhead",
+                                     description="Gateway overhead against direct calls and a bare aiohttp proxy.")
+    parser.add_argument("--rate", type=_positive, default=100.0,
+                        help="open-loop requests per second (100: well below the gateway's single-core ceiling)")
+    parser.add_argument("--duration", type=_positive, default=10.0, help="open-loop seconds per target (10)")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop connections (32)")
+    parser.add_argument("--throughput-duration", type=_positive, default=5.0, help="closed-loop seconds (5)")
+    parser.add_argument("--stream-share", type=float, default=0.5, help="share of streamed requests (0.5)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "overhead", help="output folder")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    args = parser.parse_args(argv)
+    from loadtest.overhead import run_overhead
+
+    try:
+        run_overhead(args.out, rate=args.rate, duration_s=args.duration, concurrency=args.concurrency,
+                     throughput_s=args.throughput_duration, stream_share=args.stream_share, pin=not args.no_pin)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "overhead":
+        return overhead_main(args[1:])
+    return scenario_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The gateway config each policy runs with, generated from the scenario and the simulators' addresses."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from loadtest.spec import Policy, ProviderSpec
+
+# Keys a policy may set on the alias; everything else about the route comes from the scenario's providers.
+POLICY_KEYS = ("hedge", "timeout_s", "targets", "default_max_tokens")
+
+
+def provider_base_url(kind: str, sim_url: str) -> str:
+    # The OpenAI SDK's base_url ends in /v1; the Anthropic SDK's does not (it appends /v1/messages).
+    return sim_url + "/v1" if kind == "openai" else sim_url
+
+
+def target_of(provider: ProviderSpec) -> dict[str, Any]:
+    return {"provider": provider.name, "model": provider.model,
+            "price": {"input_per_mtok": provider.price.input_per_mtok,
+                      "output_per_mtok": provider.price.output_per_mtok}}
+
+
+def route_config(providers: Sequence[ProviderSpec], policy: Policy) -> dict[str, Any]:
+    """The alias's config: targets in scenario order (or the policy's order of provider names), then the policy."""
+    by_name = {p.name: p for p in providers}
+    route = copy.deepcopy(policy.route)
+    names = route.pop("targets", None)
+    order = [p.name for p in providers] if names is None else list(names)
+    return {"targets": [target_of(by_name[name]) for name in order], **route}
+
+
+def gateway_config(providers: Sequence[ProviderSpec], policy: Policy, alias: str, sim_urls: Mapping[str, str],
+                   port: int, traces_file: str) -> dict[str, Any]:
+    """A complete gateway config mapping (written as YAML for `gateway serve --config`)."""
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "providers": {
+            p.name: {"kind": p.kind, "base_url": provider_base_url(p.kind, sim_urls[p.name]),
+                     "api_key": "loadtest", **copy.deepcopy(p.gateway)}
+            for p in providers
+        },
+        "models": {alias: route_config(providers, policy)},
+        "telemetry": {"traces_file": traces_file},
+    }

@@ -1,0 +1,276 @@
+"""Reads a scenario YAML file into a `Scenario`, naming the field of every error.
+
+Layout (every key but `providers` and `policies` is optional):
+
+    name: heavy-tail                 # default: the file name without .yaml
+    seed: 42
+    alias: chat                      # the model name clients send
+    providers:                       # priority order: the first is the primary
+      primary:
+        kind: openai                 # the wire format the gateway speaks to it: openai | anthropic
+        price: {input_per_mtok: 0.5, output_per_mtok: 1.5}
+        profile: {ttft: {median_ms: 150, sigma: 1.0}, stall_prob: 0.02, stall_ms: 3000}
+        breaker: {fail_max: 5, reset_timeout_s: 5}   # timeout_s, breaker, ...: passed to the gateway config
+    traffic: {rate: 40, duration_s: 20, stream_share: 0.5, anthropic_share: 0.3,
+              prompt_tokens: [100, 800], max_tokens: 256, request_timeout_s: 30}
+    changes: [{at_s: 10, provider: primary, profile: {ttft: 2000}}]   # merged onto the provider's profile
+    policies:                        # each: keys merged into the alias's gateway config
+      no-hedge: {hedge: off}
+      fixed-200ms: {hedge: {delay_ms: 200}}
+    baseline: no-hedge               # default: the first policy with hedging off
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from gateway.config import ConfigError
+from gateway.config.load import parse_config
+from gateway.config.model import Price
+from gateway.simulator import parse_profile
+from loadtest.gateway_config import POLICY_KEYS, gateway_config
+from loadtest.spec import Door, IntRange, Policy, ProfileChange, ProviderSpec, Scenario, Traffic
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used as a directory and file name
+_TOP_KEYS = ("name", "description", "seed", "alias", "providers", "traffic", "changes", "policies", "baseline",
+             "hard_timeout_s")
+_PROVIDER_KEYS = ("kind", "model", "price", "profile", "seed", "timeout_s", "connect_timeout_s",
+                  "max_connections", "breaker")
+_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker")
+_TRAFFIC_KEYS = ("rate", "duration_s", "count", "request_timeout_s", "stream_share", "anthropic_share",
+                 "prompt_tokens", "max_tokens")
+
+
+class ScenarioError(ValueError):
+    """A scenario problem, always naming the field: `traffic.rate: must be > 0, got 0`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError("", f"cannot read scenario file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError("", f"{path} is not valid YAML: {exc}") from None
+    return parse_scenario(data, default_name=path.name.removesuffix(".yaml").removesuffix(".yml"))
+
+
+def parse_scenario(data: object, default_name: str = "scenario") -> Scenario:
+    root = _mapping("", data)
+    _only("", root, _TOP_KEYS)
+    name = _string("name", root.get("name", default_name))
+    if not _NAME.match(name):
+        raise ScenarioError("name", f"must be letters, digits, '.', '_' or '-' (it names the output folder), "
+                                    f"got {name!r}")
+    seed = _integer("seed", root.get("seed", 1))
+    alias = _string("alias", root.get("alias", "chat"))
+    providers = _parse_providers(root.get("providers"), seed)
+    traffic = _parse_traffic(_mapping("traffic", root.get("traffic", {})))
+    changes = _parse_changes(root.get("changes", []), providers)
+    policies = _parse_policies(root.get("policies"), providers, alias)
+    baseline = _parse_baseline(root.get("baseline"), policies)
+    hard = root.get("hard_timeout_s")
+    return Scenario(
+        name=name, description=_string("description", root.get("description", "")), seed=seed, alias=alias,
+        providers=providers, traffic=traffic, changes=changes, policies=policies, baseline=baseline,
+        hard_timeout_s=None if hard is None else _number("hard_timeout_s", hard, above=0),
+    )
+
+
+def _parse_providers(value: object, seed: int) -> tuple[ProviderSpec, ...]:
+    section = _mapping("providers", value)
+    if not section:
+        raise ScenarioError("providers", "at least one provider is required")
+    out: list[ProviderSpec] = []
+    for index, (raw_name, raw) in enumerate(section.items()):
+        name = str(raw_name)
+        path = f"providers.{name}"
+        p = _mapping(path, raw)
+        _only(path, p, _PROVIDER_KEYS)
+        kind = p.get("kind")
+        if kind not in ("openai", "anthropic"):
+            raise ScenarioError(f"{path}.kind", f"must be openai or anthropic, got {kind!r}")
+        price = _mapping(f"{path}.price", p.get("price", {}))
+        _only(f"{path}.price", price, ("input_per_mtok", "output_per_mtok"))
+        profile = dict(_mapping(f"{path}.profile", p.get("profile", {})))
+        _check_profile(f"{path}.profile", profile)
+        out.append(ProviderSpec(
+            name=name, kind=cast(Door, kind), model=_string(f"{path}.model", p.get("model", "sim-model")),
+            price=Price(input_per_mtok=_number(f"{path}.price.input_per_mtok", price.get("input_per_mtok", 0), low=0),
+                        output_per_mtok=_number(f"{path}.price.output_per_mtok", price.get("output_per_mtok", 0),
+                                                low=0)),
+            profile=profile, seed=_integer(f"{path}.seed", p.get("seed", seed + index + 1)),
+            gateway={k: p[k] for k in _GATEWAY_PROVIDER_KEYS if k in p},
+        ))
+    return tuple(out)
+
+
+def _check_profile(path: str, profile: dict[str, Any]) -> None:
+    try:
+        parse_profile(profile)
+    except ValueError as exc:
+        # The simulator's messages start with the field's path inside the profile: `ttft.sigma: must be >= 0`.
+        inner, sep, message = str(exc).partition(": ")
+        raise (ScenarioError(f"{path}.{inner}", message) if sep else ScenarioError(path, str(exc))) from None
+
+
+def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
+    _only("traffic", t, _TRAFFIC_KEYS)
+    count = t.get("count")
+    traffic = Traffic(
+        rate=_number("traffic.rate", t.get("rate", 20), above=0),
+        duration_s=_number("traffic.duration_s", t.get("duration_s", 20), above=0),
+        count=None if count is None else _integer("traffic.count", count, low=1),
+        request_timeout_s=_number("traffic.request_timeout_s", t.get("request_timeout_s", 30), above=0),
+        stream_share=_number("traffic.stream_share", t.get("stream_share", 0.5), low=0, high=1),
+        anthropic_share=_number("traffic.anthropic_share", t.get("anthropic_share", 0.0), low=0, high=1),
+        prompt_tokens=_int_range("traffic.prompt_tokens", t.get("prompt_tokens", 200)),
+        max_tokens=_int_range("traffic.max_tokens", t.get("max_tokens", 256)),
+    )
+    return traffic
+
+
+def _parse_changes(value: object, providers: tuple[ProviderSpec, ...]) -> tuple[ProfileChange, ...]:
+    if not isinstance(value, list):
+        raise ScenarioError("changes", f"must be a list, got {_type_name(value)}")
+    by_name = {p.name: p for p in providers}
+    out: list[ProfileChange] = []
+    for i, raw in enumerate(value):
+        path = f"changes[{i}]"
+        c = _mapping(path, raw)
+        _only(path, c, ("at_s", "provider", "profile"))
+        provider = _string(f"{path}.provider", c.get("provider"))
+        if provider not in by_name:
+            raise ScenarioError(f"{path}.provider", f"unknown provider {provider!r} (known: {', '.join(by_name)})")
+        # Merged onto the provider's own profile, so a change names only what changes.
+        profile = {**by_name[provider].profile, **_mapping(f"{path}.profile", c.get("profile"))}
+        _check_profile(f"{path}.profile", profile)
+        out.append(ProfileChange(at_s=_number(f"{path}.at_s", c.get("at_s"), low=0), provider=provider,
+                                 profile=profile))
+    return tuple(sorted(out, key=lambda change: change.at_s))
+
+
+def _parse_policies(value: object, providers: tuple[ProviderSpec, ...], alias: str) -> tuple[Policy, ...]:
+    section = _mapping("policies", value)
+    if not section:
+        raise ScenarioError("policies", "at least one policy is required")
+    known = [p.name for p in providers]
+    out: list[Policy] = []
+    for raw_name, raw in section.items():
+        name = str(raw_name)
+        path = f"policies.{name}"
+        if not _NAME.match(name):
+            raise ScenarioError(path, "a policy name must be letters, digits, '.', '_' or '-'")
+        route = dict(_mapping(path, raw))
+        _only(path, route, POLICY_KEYS)
+        targets = route.get("targets")
+        if targets is not None and (not isinstance(targets, list) or not targets
+                                    or any(t not in known for t in targets)):
+            raise ScenarioError(f"{path}.targets", f"must be a non-empty list of provider names ({', '.join(known)})")
+        policy = Policy(name=name, route=route)
+        _check_with_gateway(path, providers, policy, alias)
+        out.append(policy)
+    return tuple(out)
+
+
+def _check_with_gateway(path: str, providers: tuple[ProviderSpec, ...], policy: Policy, alias: str) -> None:
+    """Run the gateway's own config parser now, so a bad policy fails before any process starts."""
+    urls = {p.name: "http://127.0.0.1:9" for p in providers}
+    data = gateway_config(providers, policy, alias, urls, port=1, traces_file="")
+    try:
+        parse_config(data, {})
+    except ConfigError as exc:
+        field = exc.field
+        prefix = f"models.{alias}"
+        if field.startswith(prefix):  # the alias's keys are the policy's keys
+            field = path + field[len(prefix):]
+        message = str(exc).removeprefix(f"{exc.field}: ")
+        raise ScenarioError(field, message) from None
+
+
+def _parse_baseline(value: object, policies: tuple[Policy, ...]) -> str | None:
+    if value is None:
+        return next((p.name for p in policies if not p.hedges), None)
+    name = _string("baseline", value)
+    if name not in [p.name for p in policies]:
+        raise ScenarioError("baseline", f"unknown policy {name!r} (known: {', '.join(p.name for p in policies)})")
+    return name
+
+
+# ---- small typed readers ---------------------------------------------------------------------------------------
+
+
+def _mapping(path: str, value: object) -> Mapping[str, Any]:
+    if value is None:
+        raise ScenarioError(path, "is required")
+    if not isinstance(value, Mapping):
+        raise ScenarioError(path, f"must be a mapping, got {_type_name(value)}")
+    return value
+
+
+def _only(path: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise ScenarioError(where, f"unknown key (expected one of: {', '.join(allowed)})")
+
+
+def _string(path: str, value: object) -> str:
+    if value is None:
+        raise ScenarioError(path, "is required")
+    if not isinstance(value, str):
+        raise ScenarioError(path, f"must be a string, got {_type_name(value)}")
+    return value
+
+
+def _number(path: str, value: object, *, low: float | None = None, high: float | None = None,
+            above: float | None = None) -> float:
+    if value is None:
+        raise ScenarioError(path, "is required")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError(path, f"must be a finite number, got {value!r}")
+    if low is not None and value < low:
+        raise ScenarioError(path, f"must be >= {low:g}, got {value}")
+    if high is not None and value > high:
+        raise ScenarioError(path, f"must be <= {high:g}, got {value}")
+    if above is not None and value <= above:
+        raise ScenarioError(path, f"must be > {above:g}, got {value}")
+    return float(value)
+
+
+def _integer(path: str, value: object, *, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(path, f"must be a whole number, got {value!r}")
+    if low is not None and value < low:
+        raise ScenarioError(path, f"must be >= {low}, got {value}")
+    return value
+
+
+def _int_range(path: str, value: object) -> IntRange:
+    """A whole number, or a [low, high] pair to draw from uniformly."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ScenarioError(path, f"must be a number or a [low, high] pair, got {len(value)} items")
+        low, high = _integer(f"{path}[0]", value[0], low=1), _integer(f"{path}[1]", value[1], low=1)
+        if high < low:
+            raise ScenarioError(f"{path}[1]", f"must be >= {low}, got {high}")
+        return IntRange(low, high)
+    n = _integer(path, value, low=1)
+    return IntRange(n, n)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__

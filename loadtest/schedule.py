@@ -1,0 +1,51 @@
+"""The open-loop schedule: every request's send time and shape, computed before the first one is sent.
+
+Precomputing from a seeded RNG is what keeps the load open-loop: a slow gateway cannot delay later arrivals
+(no coordinated omission), and every policy of a run faces exactly the same requests at the same times.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from loadtest.spec import Door, Traffic
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    index: int
+    at_s: float  # send time, in seconds after the run's start
+    door: Door
+    stream: bool
+    prompt_tokens: int
+    max_tokens: int
+
+
+def poisson_arrivals(rate: float, duration_s: float, rng: random.Random, count: int | None = None) -> list[float]:
+    """Arrival times of a Poisson process of `rate` per second in [0, duration_s), at most `count` of them."""
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    times: list[float] = []
+    t = rng.expovariate(rate)
+    while t < duration_s and (count is None or len(times) < count):
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def build_schedule(traffic: Traffic, seed: int) -> list[PlannedRequest]:
+    """The requests of one run. Arrivals and request shapes use separate RNG streams, so changing the mix
+    (say, the streaming share) does not move a single arrival."""
+    arrivals = poisson_arrivals(traffic.rate, traffic.duration_s, random.Random(f"arrivals-{seed}"), traffic.count)
+    shapes = random.Random(f"shapes-{seed}")
+    plan: list[PlannedRequest] = []
+    for index, at_s in enumerate(arrivals):
+        # A fixed number of draws per request, in a fixed order, whatever the shares.
+        door: Door = "anthropic" if shapes.random() < traffic.anthropic_share else "openai"
+        stream = shapes.random() < traffic.stream_share
+        prompt_tokens = traffic.prompt_tokens.draw(shapes)
+        max_tokens = traffic.max_tokens.draw(shapes)
+        plan.append(PlannedRequest(index=index, at_s=at_s, door=door, stream=stream,
+                                   prompt_tokens=prompt_tokens, max_tokens=max_tokens))
+    return plan

@@ -1,0 +1,103 @@
+"""A parsed scenario as plain frozen data. Parsing and validation live in `loadtest.scenario`."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.config.model import Price
+
+Door = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True, slots=True)
+class IntRange:
+    """A whole number drawn uniformly from [low, high]; low == high is a fixed value."""
+
+    low: int
+    high: int
+
+    def draw(self, rng: random.Random) -> int:
+        # Exactly one draw, fixed range or not, so changing one range leaves every later draw unchanged.
+        return min(self.high, self.low + int(rng.random() * (self.high - self.low + 1)))
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    def to_json(self) -> int | list[int]:
+        return self.low if self.low == self.high else [self.low, self.high]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One simulated provider and how the gateway reaches it."""
+
+    name: str
+    kind: Door  # the wire format the gateway speaks to it
+    model: str
+    price: Price
+    profile: dict[str, Any]  # the simulator profile mapping, already validated by `parse_profile`
+    seed: int
+    gateway: dict[str, Any]  # extra provider keys for the gateway config: timeout_s, breaker, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    rate: float  # mean arrivals per second (Poisson)
+    duration_s: float  # no arrival is scheduled at or after this time ...
+    count: int | None  # ... nor after this many requests, when set
+    request_timeout_s: float  # measured from the scheduled time, like the latency
+    stream_share: float  # share of requests that ask for a stream
+    anthropic_share: float  # share of requests sent through the Anthropic door (the rest: OpenAI)
+    prompt_tokens: IntRange
+    max_tokens: IntRange
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    """At `at_s` seconds into each policy's run, `provider`'s profile becomes `profile` (a full mapping)."""
+
+    at_s: float
+    provider: str
+    profile: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One hedging policy: keys merged into the alias's gateway config (hedge, timeout_s, targets, ...)."""
+
+    name: str
+    route: dict[str, Any]
+
+    @property
+    def hedges(self) -> bool:
+        hedge = self.route.get("hedge")
+        return not (hedge is False or hedge == "off")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    seed: int
+    alias: str  # the model name clients send
+    providers: tuple[ProviderSpec, ...]  # in priority order: the first is the primary
+    traffic: Traffic
+    changes: tuple[ProfileChange, ...]
+    policies: tuple[Policy, ...]
+    baseline: str | None  # policy the extra cost is measured against; None: against the winners' cost
+    hard_timeout_s: float | None  # per policy; None: derived from the traffic (see `policy_deadline_s`)
+
+    def policy_deadline_s(self) -> float:
+        """Seconds after which one policy's load stops for good: outstanding requests then count as errors."""
+        if self.hard_timeout_s is not None:
+            return self.hard_timeout_s
+        return self.traffic.duration_s + self.traffic.request_timeout_s + 15.0
+
+    def provider(self, name: str) -> ProviderSpec:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise KeyError(name)
