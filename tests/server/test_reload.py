@@ -1,0 +1,74 @@
+"""Reload in process: in-flight requests keep their config; breakers and latency windows of unchanged providers
+survive; changed providers get fresh state; the replaced gateway closes once its last request is done."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+from aiohttp import web
+
+from gateway.config import load_config
+from gateway.server import Gateway, build_app
+from gateway.server.app import reload_config
+from gateway.server.state import GATEWAY
+from gateway.simulator import SimulatedProvider, parse_profile
+
+
+def config_text(a: SimulatedProvider, b: SimulatedProvider, primary: str, b_timeout: float = 20) -> str:
+    return yaml.safe_dump({
+        "providers": {"a": {"kind": "openai", "base_url": f"{a.base_url}/v1"},
+                      "b": {"kind": "anthropic", "base_url": b.base_url, "timeout_s": b_timeout}},
+        "models": {"chat": {"targets": [{"provider": primary, "model": "m"}], "hedge": "off"}},
+        "telemetry": {"traces_file": ""}})
+
+
+async def test_reload_swaps_config_but_not_for_running_requests(tmp_path: Path) -> None:
+    async with SimulatedProvider(parse_profile({"ttft": 800}), name="a") as a, SimulatedProvider(name="b") as b:
+        path = tmp_path / "g.yaml"
+        path.write_text(config_text(a, b, "a"))
+        app = build_app(Gateway(load_config(path)), config_path=str(path))
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+        body = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+        holder = app[GATEWAY]
+        old = holder.current
+        breaker_a = old.runtime.breakers["a"]
+        provider_b = old.runtime.providers["b"]
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def post() -> Any:
+                    async with http.post(url, data=body, headers={"content-type": "application/json"}) as resp:
+                        return resp.status, resp.headers.get("x-gateway-provider")
+
+                running = asyncio.create_task(post())
+                for _ in range(200):
+                    if a.stats.in_flight:
+                        break
+                    await asyncio.sleep(0.01)
+                path.write_text(config_text(a, b, "b", b_timeout=5))  # b changed, a did not
+                assert await reload_config(app) is None
+                assert await post() == (200, "b")  # new requests: the new config
+                assert await running == (200, "a")  # the running one finished on the old config
+                new = holder.current
+                assert new is not old
+                assert new.runtime.breakers["a"] is breaker_a  # unchanged provider: state carried over
+                assert new.runtime.providers["b"] is not provider_b  # changed provider: fresh
+                for _ in range(100):  # the old gateway closes its dropped connections once idle
+                    if provider_b._session is None:
+                        break
+                    await asyncio.sleep(0.02)
+                assert provider_b._session is None
+                assert new.runtime.providers["a"]._session is not None  # still in use: not closed
+                path.write_text("models: [\n")
+                assert "not valid YAML" in (await reload_config(app) or "")
+                assert holder.current is new
+        finally:
+            await runner.cleanup()
