@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -128,7 +127,9 @@ async def test_two_workers_share_one_port(start: Any, tmp_path: Path) -> None:
         gw = await start(tmp_path / "g.yaml", port, workers=2)
         results = await asyncio.gather(*(gw.post(http) for _ in range(40)))
         assert all(status == 200 for status, _ in results)
-        children = [int(p) for p in os.popen(f"pgrep -P {gw.proc.pid}").read().split()]
+        pgrep = await asyncio.create_subprocess_exec("pgrep", "-P", str(gw.proc.pid),
+                                                     stdout=asyncio.subprocess.PIPE)
+        children = (await pgrep.communicate())[0].split()
         assert len(children) == 2
         gw.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(gw.proc.wait(), 30) == 0
