@@ -204,10 +204,18 @@ class _Race:
                 if self.record.stream:
                     return await stream.until_content()
                 aggregator = _AGGREGATOR[self.record.door]()
-                async for events in stream.rest():
-                    for ev in events:
-                        aggregator.feed(ev)
-                return aggregator.result()
+                try:
+                    async for events in stream.rest():
+                        for ev in events:
+                            aggregator.feed(ev)
+                    return aggregator.result()
+                except ProviderError:
+                    raise
+                except Exception as exc:  # events of the wrong shape (e.g. a null block index) cannot be assembled
+                    log.warning("attempt %s: answer cannot be assembled", stream.attempt.target.label, exc_info=True)
+                    await stream.aclose()
+                    return ProviderError(FailureKind.FAULT, f"{stream.attempt.provider}: malformed answer "
+                                         f"({type(exc).__name__})", error_type="bad_response")
         except ProviderError as exc:
             return exc
         except TimeoutError:

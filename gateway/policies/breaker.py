@@ -197,6 +197,8 @@ class CircuitBreaker:
             self._probe_in_flight = False
         if outcome is _Outcome.RELEASE:
             return
+        if outcome is _Outcome.SUCCESS and not is_probe and self._cb.fail_counter == 0:
+            return  # a success in a closed breaker with no failures counted changes nothing: skip pybreaker's call
         report = _report_success if outcome is _Outcome.SUCCESS else _report_failure
         # Raising is how pybreaker says "failure counted" and "failure counted, breaker opened".
         with contextlib.suppress(_ReportedFailure, pybreaker.CircuitBreakerError):

@@ -82,8 +82,8 @@ class Provider(abc.ABC):
         try:
             payload = orjson.dumps(body)
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
-            raise ProviderError(FailureKind.CLIENT, f"request cannot be encoded as JSON ({exc})", status=400,
-                                error_type="invalid_request_error") from None
+            raise ProviderError(FailureKind.CLIENT, f"{self.name}: request cannot be encoded as JSON ({exc})",
+                                status=400, error_type="invalid_request_error") from None
         try:
             # No redirects: an LLM API never moves, and following one would hand the key headers to
             # whatever server the Location names.

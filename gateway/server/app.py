@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -51,8 +50,9 @@ async def metrics(request: web.Request) -> web.Response:
     gw = current_gateway(request)
     key = gw.config.telemetry.metrics_key
     if key:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        try:
+            check_bearer(request, key, "metrics")
+        except GatewayError:
             return web.Response(status=401, text="metrics need 'Authorization: Bearer <telemetry.metrics_key>'\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     if gw.telemetry is None:
