@@ -107,6 +107,7 @@ class AttemptStream:
         self._done = False
         self._complete = False  # a finish reason or end-of-message was seen
         self.slot_release: Callable[[], None] | None = None  # set while holding a bulkhead slot
+        self._carry: list[SSEEvent] = []  # events read past the commit point, not yet processed
 
     def release_slot(self) -> None:
         release, self.slot_release = self.slot_release, None
@@ -117,7 +118,7 @@ class AttemptStream:
         """Client events up to and including the first one with content (the commit point)."""
         head: list[SSEEvent] = []
         while self.attempt.first_token_s is None:
-            events = await self._next()
+            events = await self._next(until_content=True)
             if events is None:
                 break  # a stream that ended without content (e.g. an empty answer) still wins
             head.extend(events)
@@ -128,12 +129,17 @@ class AttemptStream:
             if events:
                 yield events
 
-    async def _next(self) -> list[SSEEvent] | None:
+    async def _next(self, until_content: bool = False) -> list[SSEEvent] | None:
+        """The client events of the next provider batch. With `until_content`, stop right after the first
+        content event and keep the rest of its batch for later: the commit point is that event, exactly."""
         if self._done:
             return None
         a = self.attempt
         try:
-            ev = await anext(self._events)
+            if self._carry:
+                batch, self._carry = self._carry, []
+            else:
+                batch = await anext(self._events)
         except StopAsyncIteration:
             self._done = True
             if not self._complete:
@@ -148,40 +154,50 @@ class AttemptStream:
             log.warning("attempt %s: unexpected error reading the stream", a.target.label, exc_info=True)
             raise ProviderError(FailureKind.FAULT, f"{a.provider}: unreadable response ({type(exc).__name__})",
                                 error_type="bad_response") from None
-        try:
-            info = self._inspect(ev)
-            if a.response_model is None:
-                a.response_model = _model_of(ev.data)
-            if info.error is not None:
+        out: list[SSEEvent] = []
+        for i, ev in enumerate(batch):
+            try:
+                self._account(ev)
+                out.extend(self._translator.feed(ev))
+                if until_content and a.first_token_s is not None:
+                    self._carry = batch[i + 1:]
+                    break
+            except ProviderError:
                 self._done = True
-                err_type, message = info.error
-                raise ProviderError(FailureKind.FAULT, self._redact(f"{a.provider}: {err_type}: {message}")[:600],
-                                    error_type=err_type or "stream_error")
-            if info.input_tokens is not None:
-                a.input_tokens = info.input_tokens
-            if info.cached_input_tokens is not None:
-                a.cached_input_tokens = info.cached_input_tokens
-            if info.output_tokens is not None:
-                a.output_tokens = info.output_tokens
-            if info.text:
-                a.streamed_chars += len(info.text)
-            if info.finish_reason is not None:
-                a.finish_reason = info.finish_reason
-                self._complete = True
-            if info.end:
-                self._complete = True
-            if info.content and a.first_token_s is None:
-                a.first_token_s = self._clock() - a.started
-            return self._translator.feed(ev)
-        except ProviderError:
-            self._done = True
-            raise
-        except Exception as exc:  # valid JSON of the wrong shape (`"choices": "x"`, a null choice...)
-            self._done = True
-            log.warning("attempt %s: malformed event %s", a.target.label, self._redact(repr(ev.data)[:300]),
-                        exc_info=True)
-            raise ProviderError(FailureKind.FAULT, f"{a.provider}: malformed event in stream "
-                                f"({type(exc).__name__})", error_type="bad_response") from None
+                raise
+            except Exception as exc:  # valid JSON of the wrong shape (`"choices": "x"`, a null choice...)
+                self._done = True
+                log.warning("attempt %s: malformed event %s", a.target.label, self._redact(repr(ev.data)[:300]),
+                            exc_info=True)
+                raise ProviderError(FailureKind.FAULT, f"{a.provider}: malformed event in stream "
+                                    f"({type(exc).__name__})", error_type="bad_response") from None
+        return out
+
+    def _account(self, ev: SSEEvent) -> None:
+        """Usage, finish, first token and in-stream errors of one provider event."""
+        a = self.attempt
+        info = self._inspect(ev)
+        if a.response_model is None:
+            a.response_model = _model_of(ev.data)
+        if info.error is not None:
+            err_type, message = info.error
+            raise ProviderError(FailureKind.FAULT, self._redact(f"{a.provider}: {err_type}: {message}")[:600],
+                                error_type=err_type or "stream_error")
+        if info.input_tokens is not None:
+            a.input_tokens = info.input_tokens
+        if info.cached_input_tokens is not None:
+            a.cached_input_tokens = info.cached_input_tokens
+        if info.output_tokens is not None:
+            a.output_tokens = info.output_tokens
+        if info.text:
+            a.streamed_chars += len(info.text)
+        if info.finish_reason is not None:
+            a.finish_reason = info.finish_reason
+            self._complete = True
+        if info.end:
+            self._complete = True
+        if info.content and a.first_token_s is None:
+            a.first_token_s = self._clock() - a.started
 
     async def aclose(self) -> None:
         """Close the upstream stream (and its connection, if it had not finished)."""

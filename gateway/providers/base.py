@@ -65,7 +65,11 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def headers(self) -> dict[str, str]: ...
 
-    def stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+    def stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
+        """The provider's events, in batches: every complete event that arrived in one network read.
+
+        Batches, not single events, because a fast provider sends many events per read, and every layer the
+        events then cross (this generator, the attempt, the client write) costs per step, not per byte."""
         return self._stream(body)
 
     def redact(self, text: str) -> str:
@@ -78,7 +82,7 @@ class Provider(abc.ABC):
         return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
                              error_type=error_type)
 
-    async def _stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+    async def _stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
         try:
             payload = orjson.dumps(body)
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
@@ -106,8 +110,8 @@ class Provider(abc.ABC):
                 message, _ = _error_message(await _read_bounded(resp.content, _MAX_ERROR_BODY), raw_excerpt=False)
                 raise self._fault(f"expected an event stream, got {ctype or 'no content type'} (HTTP {resp.status})"
                                   + (f": {message}" if message else ""), "bad_response", resp.status)
-            async for event in _read_sse(resp.content, self.name):
-                yield event
+            async for batch in _read_sse(resp.content, self.name):
+                yield batch
             finished = True
         except TimeoutError:
             raise self._fault(f"no data for {self.config.timeout_s:g} s", "timeout") from None
@@ -152,8 +156,8 @@ def _too_large(name: str) -> ProviderError:
                          f"{_MAX_EVENT // (1024 * 1024)} MiB", error_type="bad_response")
 
 
-async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[SSEEvent]:
-    """Parse an SSE byte stream incrementally into JSON events. Stops at OpenAI's `[DONE]`.
+async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[list[SSEEvent]]:
+    """Parse an SSE byte stream incrementally into JSON events, a batch per read. Stops at OpenAI's `[DONE]`.
 
     Lines are split here rather than with the reader's own line iteration, so that one bound holds on every
     aiohttp version: a line, or one event's data, over `_MAX_EVENT` bytes is a provider fault.
@@ -164,6 +168,7 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[S
     partial: list[bytes] = []  # the start of a line whose end has not arrived yet
     partial_size = 0
     while chunk := await content.readany():
+        batch: list[SSEEvent] = []
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
             line = chunk[start:end]
@@ -193,22 +198,28 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[S
                 data = []
                 data_size = 0
                 if payload == b"[DONE]":
+                    if batch:
+                        yield batch
                     return
                 try:
                     parsed = orjson.loads(payload)
                 except orjson.JSONDecodeError:
-                    raise ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
-                                        error_type="bad_response") from None
+                    parsed = None
                 if not isinstance(parsed, dict):
-                    raise ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
-                                        error_type="bad_response")
-                yield SSEEvent(parsed, event_name)
+                    # The events before the bad one still count (one of them may be the first token).
+                    if batch:
+                        yield batch
+                    what = "malformed JSON in event stream" if parsed is None else "event is not a JSON object"
+                    raise ProviderError(FailureKind.FAULT, f"{name}: {what}", error_type="bad_response")
+                batch.append(SSEEvent(parsed, event_name))
             event_name = None
         if start < len(chunk):
             partial.append(chunk[start:] if start else chunk)
             partial_size += len(chunk) - start
             if partial_size > _MAX_EVENT:
                 raise _too_large(name)
+        if batch:
+            yield batch
     # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).
 
 

@@ -46,10 +46,10 @@ class FakeProvider(Provider):
         self.plans = plans if isinstance(plans, list) else [plans or Plan()]
         self.calls: list[Call] = []
 
-    def stream(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+    def stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
         return self._run(body)
 
-    async def _run(self, body: Json) -> AsyncGenerator[SSEEvent, None]:
+    async def _run(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
         # Like a real provider, nothing is sent until the stream is first iterated.
         plan = self.plans[min(len(self.calls), len(self.plans) - 1)]
         loop = asyncio.get_running_loop()
@@ -58,7 +58,7 @@ class FakeProvider(Provider):
         model = call.body["model"]
         try:
             if plan.role_first and plan.error is None:
-                yield _chunk(model, {"role": "assistant", "content": ""})
+                yield [_chunk(model, {"role": "assistant", "content": ""})]
             await asyncio.sleep(plan.ttft_s)
             if plan.error is not None and plan.error_after_tokens is None:
                 raise plan.error
@@ -67,11 +67,11 @@ class FakeProvider(Provider):
                     await asyncio.sleep(plan.per_token_s)
                 if plan.error is not None and plan.error_after_tokens == i:
                     raise plan.error
-                yield _chunk(model, {"content": f"{self.name}-{i} "})
-            yield _chunk(model, {}, finish="stop")
-            yield SSEEvent({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
-                            "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": plan.tokens,
-                                                     "total_tokens": 10 + plan.tokens}})
+                yield [_chunk(model, {"content": f"{self.name}-{i} "})]
+            yield [_chunk(model, {}, finish="stop"),
+                   SSEEvent({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                             "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": plan.tokens,
+                                                      "total_tokens": 10 + plan.tokens}})]
             call.completed = True
         except (asyncio.CancelledError, GeneratorExit):
             call.cancelled = True
