@@ -159,68 +159,62 @@ def _too_large(name: str) -> ProviderError:
 async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[list[SSEEvent]]:
     """Parse an SSE byte stream incrementally into JSON events, a batch per read. Stops at OpenAI's `[DONE]`.
 
-    Lines are split here rather than with the reader's own line iteration, so that one bound holds on every
-    aiohttp version: a line, or one event's data, over `_MAX_EVENT` bytes is a provider fault.
+    Events are split on blank lines here, with a fast path for the usual one-line `data: {...}` event; one bound
+    holds on every aiohttp version: an event (or an unfinished one) over `_MAX_EVENT` bytes is a provider fault.
     """
-    event_name: str | None = None
-    data: list[bytes] = []
-    data_size = 0
-    partial: list[bytes] = []  # the start of a line whose end has not arrived yet
-    partial_size = 0
+    rest = b""  # the start of an event whose end has not arrived yet
     while chunk := await content.readany():
+        if rest:
+            chunk = rest + chunk
+        if b"\r" in chunk:  # CRLF streams: normalise (a lone CR at the end waits for its LF)
+            chunk = chunk.replace(b"\r\n", b"\n")
+        blocks = chunk.split(b"\n\n")
+        rest = blocks.pop()
+        if len(rest) > _MAX_EVENT:
+            raise _too_large(name)
         batch: list[SSEEvent] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) != -1:
-            line = chunk[start:end]
-            start = end + 1
-            if partial:
-                partial.append(line)
-                line = b"".join(partial)
-                partial.clear()
-                partial_size = 0
-            if len(line) > _MAX_EVENT:
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                event_name, payload = None, block[6:]  # the usual OpenAI event
+            else:
+                event_name, payload = _parse_block(block, name)
+                if payload is None:
+                    continue  # comments, keep-alives, events without data
+            if len(payload) > _MAX_EVENT:
                 raise _too_large(name)
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line:
-                if line.startswith(b"data:"):
-                    value = line[5:].lstrip(b" ")
-                    data.append(value)
-                    data_size += len(value)
-                    if data_size > _MAX_EVENT:
-                        raise _too_large(name)
-                elif line.startswith(b"event:"):
-                    event_name = line[6:].strip().decode(errors="replace")
-                # Comments (":") and other fields (id, retry) carry nothing we use.
-                continue
-            if data:
-                payload = b"\n".join(data)
-                data = []
-                data_size = 0
-                if payload == b"[DONE]":
-                    if batch:
-                        yield batch
-                    return
-                try:
-                    parsed = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    parsed = None
-                if not isinstance(parsed, dict):
-                    # The events before the bad one still count (one of them may be the first token).
-                    if batch:
-                        yield batch
-                    what = "malformed JSON in event stream" if parsed is None else "event is not a JSON object"
-                    raise ProviderError(FailureKind.FAULT, f"{name}: {what}", error_type="bad_response")
-                batch.append(SSEEvent(parsed, event_name))
-            event_name = None
-        if start < len(chunk):
-            partial.append(chunk[start:] if start else chunk)
-            partial_size += len(chunk) - start
-            if partial_size > _MAX_EVENT:
-                raise _too_large(name)
+            if payload == b"[DONE]":
+                if batch:
+                    yield batch
+                return
+            try:
+                parsed = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                # The events before the bad one still count (one of them may be the first token).
+                if batch:
+                    yield batch
+                what = "malformed JSON in event stream" if parsed is None else "event is not a JSON object"
+                raise ProviderError(FailureKind.FAULT, f"{name}: {what}", error_type="bad_response")
+            batch.append(SSEEvent(parsed, event_name))
         if batch:
             yield batch
     # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).
+
+
+def _parse_block(block: bytes, name: str) -> tuple[str | None, bytes | None]:
+    """The event name and data of one SSE event block (several lines); data None if it has none."""
+    event_name: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[5:].lstrip(b" "))
+        elif line.startswith(b"event:"):
+            event_name = line[6:].strip().decode(errors="replace")
+        # Comments (":") and other fields (id, retry) carry nothing we use.
+    if not data:
+        return event_name, None
+    return event_name, b"\n".join(data)
 
 
 def _error_message(raw: bytes, *, raw_excerpt: bool = True) -> tuple[str, str]:
