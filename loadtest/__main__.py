@@ -1,4 +1,4 @@
-"""Command line: `python -m loadtest SCENARIO.yaml ...` and `python -m loadtest overhead ...`."""
+"""Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest overhead ...`, `... soak ...`."""
 
 from __future__ import annotations
 
@@ -108,10 +108,44 @@ def overhead_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def perf_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest perf",
+                                     description="Gateway CPU per request, throughput, latency and memory against "
+                                                 "a bare aiohttp pass-through, in one run.")
+    parser.add_argument("--seconds", type=_positive, default=5.0, help="wrk seconds per measurement (5)")
+    parser.add_argument("--rate", type=_positive, default=500.0, help="open-loop rate for latency (500)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "perf", help="output folder")
+    parser.add_argument("--guard", action="store_true", help="short CPU comparison only; exit 1 past the bound")
+    parser.add_argument("--max-cpu-ratio", type=_positive, default=4.0,
+                        help="--guard bound on gateway/pass-through CPU per request (4.0)")
+    args = parser.parse_args(argv)
+    from loadtest.perf import render, run_perf
+
+    try:
+        report = asyncio.run(run_perf(args.out, seconds=args.seconds, rate=args.rate, guard_only=args.guard))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(render(report))
+    if args.guard:
+        ratio = report["ratios"]["gateway_traced.json"]["cpu_ratio"]
+        if ratio > args.max_cpu_ratio:
+            print(f"REGRESSION: gateway CPU per request is {ratio}x the pass-through's (bound {args.max_cpu_ratio}x)",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "overhead":
         return overhead_main(args[1:])
+    if args and args[0] == "perf":
+        return perf_main(args[1:])
+    if args and args[0] == "soak":
+        from loadtest.soak import main as soak_main
+
+        return soak_main(args[1:])
     return scenario_main(args)
 
 
