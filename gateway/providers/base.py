@@ -174,12 +174,14 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             raise _too_large(name)
         batch: list[SSEEvent] = []
         for block in blocks:
+            event_name: str | None = None
+            payload: bytes | None
             if block.startswith(b"data: ") and b"\n" not in block:
-                event_name, payload = None, block[6:]  # the usual OpenAI event
+                payload = block[6:]  # the usual OpenAI event
             else:
-                event_name, payload = _parse_block(block, name)
-                if payload is None:
-                    continue  # comments, keep-alives, events without data
+                event_name, payload = _parse_block(block)
+            if payload is None:
+                continue  # comments, keep-alives, events without data
             if len(payload) > _MAX_EVENT:
                 raise _too_large(name)
             if payload == b"[DONE]":
@@ -202,7 +204,7 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
     # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).
 
 
-def _parse_block(block: bytes, name: str) -> tuple[str | None, bytes | None]:
+def _parse_block(block: bytes) -> tuple[str | None, bytes | None]:
     """The event name and data of one SSE event block (several lines); data None if it has none."""
     event_name: str | None = None
     data: list[bytes] = []

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from gateway import __version__
 from gateway.config.model import GatewayConfig, TelemetryConfig
@@ -129,6 +130,9 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
     meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
 
     tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__) if tracer_provider else None
+    if sampler is ALWAYS_OFF:
+        # Every span would be dropped: do not build attributes and non-recording spans per request for nothing.
+        tracer = None
     metrics = GatewayMetrics(meter_provider.get_meter(INSTRUMENTATION_NAME, __version__))
     hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content)
     return Telemetry(hooks=hooks, tracer_provider=tracer_provider, meter_provider=meter_provider,
