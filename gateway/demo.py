@@ -19,8 +19,10 @@ from aiohttp import web
 from gateway.cli import describe
 from gateway.config import load_config
 from gateway.engine import Hooks, RequestRecord
+from gateway.engine.hooks import CompositeHooks
 from gateway.server import Gateway, build_app
 from gateway.simulator import SimulatedProvider, parse_profile
+from gateway.telemetry import setup_telemetry
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
 
@@ -81,7 +83,10 @@ async def main_async(once: bool) -> None:
     await sim_a.start()
     await sim_b.start()
     collect = Collect()
-    runner = web.AppRunner(build_app(Gateway(config, hooks=collect)), handler_cancellation=True, access_log=None)
+    telemetry = setup_telemetry(config.telemetry, env)  # spans to demo-traces.jsonl, metrics at /metrics
+    telemetry.hooks = CompositeHooks(telemetry.hooks, collect)
+    runner = web.AppRunner(build_app(Gateway(config, telemetry=telemetry)), handler_cancellation=True,
+                           access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.server.host, config.server.port).start()
     base_url = f"http://{config.server.host}:{config.server.port}"
@@ -106,7 +111,9 @@ The gateway is at {base_url}. Point any OpenAI or Anthropic SDK at it:
   Anthropic(base_url="{base_url}", api_key="unused").messages.create(
       model="claude", max_tokens=100, messages=[{{"role": "user", "content": "hi"}}])
 
-Traces: {config.telemetry.traces_file}""")
+Metrics: {base_url}/metrics
+Traces:  {config.telemetry.traces_file} (read them with: .venv/bin/gateway traces {config.telemetry.traces_file})""")
+        await telemetry.force_flush()
         if not once:
             print("\nServing until Ctrl-C.")
             await asyncio.Event().wait()
