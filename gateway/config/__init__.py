@@ -8,6 +8,7 @@ from gateway.config.model import (
     Price,
     ProviderConfig,
     ServerConfig,
+    StateConfig,
     Target,
     TelemetryConfig,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "Price",
     "ProviderConfig",
     "ServerConfig",
+    "StateConfig",
     "Target",
     "TelemetryConfig",
     "load_config",

@@ -23,6 +23,7 @@ from gateway.config.model import (
     Price,
     ProviderConfig,
     ServerConfig,
+    StateConfig,
     Target,
     TelemetryConfig,
 )
@@ -138,11 +139,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
 
 def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
     root = _Section(data, "", env)
-    root.only("server", "providers", "models", "telemetry")
+    root.only("server", "providers", "models", "telemetry", "state")
     providers = _parse_providers(root.section("providers"))
     models = _parse_models(root.section("models"), providers)
     return GatewayConfig(server=_parse_server(root.section("server")), providers=providers, models=models,
-                         telemetry=_parse_telemetry(root.section("telemetry")))
+                         telemetry=_parse_telemetry(root.section("telemetry")),
+                         state=_parse_state(root.section("state")))
 
 
 def _parse_server(s: _Section) -> ServerConfig:
@@ -310,3 +312,17 @@ def _parse_telemetry(s: _Section) -> TelemetryConfig:
     return TelemetryConfig(traces_file=s.string("traces_file", "gateway-traces.jsonl"),
                            capture_content=s.boolean("capture_content", False),
                            metrics_key=s.string("metrics_key", ""))
+
+
+def _parse_state(s: _Section) -> StateConfig:
+    s.only("backend", "url", "key_prefix", "timeout_ms")
+    backend = s.string("backend", "memory")
+    if backend not in ("memory", "redis"):
+        raise ConfigError(s.at("backend"), f"must be memory or redis, got {backend!r}")
+    url = s.string("url", "redis://127.0.0.1:6379/0")
+    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+        # The URL is not echoed: it may carry a password.
+        raise ConfigError(s.at("url"), "must be a redis://, rediss:// or unix:// URL")
+    return StateConfig(backend="redis" if backend == "redis" else "memory", url=url,
+                       key_prefix=s.string("key_prefix", "gw:"),
+                       timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000))

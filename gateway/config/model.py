@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.policies.breaker import BreakerOptions
 from gateway.policies.budget import BudgetOptions
@@ -128,11 +129,23 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where rate limits, cached answers and breaker openings live: in this process only (memory), or in a
+    Redis that several replicas share (redis). With redis, this process's memory is still the fallback."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # repr=False: it may hold a password
+    key_prefix: str = "gw:"  # every key this gateway writes starts with it, so deployments can share a Redis
+    timeout_ms: float = 100.0  # per Redis call; past it the call falls back to local state
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelRoute]
     telemetry: TelemetryConfig = TelemetryConfig()
+    state: StateConfig = StateConfig()  # a change takes effect at the next restart, not on reload
 
     def deadline_s(self, route: ModelRoute) -> float:
         if route.timeout_s is not None:

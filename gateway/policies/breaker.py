@@ -181,6 +181,23 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self.options.reset_timeout_s - self._clock())
 
+    def force_open(self, open_for_s: float) -> bool:
+        """Be open for at least `open_for_s` from now, then admit one probe as usual: another replica's
+        breaker for this provider opened, and its evidence counts here too. The transition goes through
+        pybreaker, so it is reported (logged, traced) like any other. Returns False, changing nothing, when
+        already open at least that long."""
+        if not open_for_s > 0.0:
+            return False
+        until = self._clock() + open_for_s
+        if self._current() is BreakerState.OPEN:
+            if self._opened_at + self.options.reset_timeout_s >= until:
+                return False
+        else:
+            self._cb.open()  # a new epoch: permits granted before (a probe included) no longer count
+        self._opened_at = until - self.options.reset_timeout_s  # so `_half_open_if_due` waits until `until`
+        self._report_transitions()
+        return True
+
     def _current(self) -> BreakerState:
         return _FROM_PYBREAKER[self._cb.current_state]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import orjson
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from gateway.clock import Clock, monotonic
 from gateway.types import Json
@@ -115,13 +115,19 @@ def _size_of(answer: CachedAnswer) -> float:
     return answer.size
 
 
-class _AnswerStore(TTLCache[str, CachedAnswer, float]):
-    """A TTLCache bounded in bytes that counts evictions. cachetools evicts (always through `popitem`,
-    least recently used first) only for room; expired entries are dropped without it."""
+class _AnswerStore(TLRUCache[str, CachedAnswer, float]):
+    """An LRU cache with a time to live per entry, bounded in bytes, that counts evictions. cachetools
+    evicts (always through `popitem`, least recently used first) only for room; expired entries are
+    dropped without it. Per entry (TLRU, not TTLCache) because an answer copied from a shared cache must
+    expire when the shared copy does, not a whole ttl after it was copied."""
 
     def __init__(self, options: CacheOptions, clock: Clock) -> None:
-        super().__init__(maxsize=options.max_bytes, ttl=options.ttl_s, timer=clock, getsizeof=_size_of)
+        super().__init__(maxsize=options.max_bytes, ttu=self._expires_at, timer=clock, getsizeof=_size_of)
         self.evictions = 0
+        self.next_ttl_s = options.ttl_s  # the ttl of the entry being stored: `ResponseCache.put` sets it
+
+    def _expires_at(self, _key: str, _answer: CachedAnswer, now: float) -> float:
+        return now + self.next_ttl_s
 
     def popitem(self) -> tuple[str, CachedAnswer]:
         item = super().popitem()
@@ -162,12 +168,14 @@ class ResponseCache:
             self.hits += 1
         return answer
 
-    def put(self, key: str, answer: CachedAnswer) -> None:
-        """Store (or replace) the answer for `key` with a fresh ttl. An answer larger than `max_bytes`
-        is ignored rather than allowed to flush the whole cache."""
-        if answer.size > self.options.max_bytes:
+    def put(self, key: str, answer: CachedAnswer, *, ttl_s: float | None = None) -> None:
+        """Store (or replace) the answer for `key` with a fresh ttl: the configured one, or `ttl_s` if
+        shorter (what is left of it in a shared cache). An answer larger than `max_bytes` is ignored
+        rather than allowed to flush the whole cache."""
+        if answer.size > self.options.max_bytes or (ttl_s is not None and ttl_s <= 0):
             return
         store = self._store
+        store.next_ttl_s = self.options.ttl_s if ttl_s is None else min(ttl_s, self.options.ttl_s)
         # len() drops expired entries first, so live entries are never evicted while dead ones count.
         if key not in store and len(store) >= self.options.max_entries:
             store.popitem()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hmac
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -101,6 +104,28 @@ async def admin_reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
+def _process_stats() -> dict[str, int]:
+    # Sync on purpose: /proc is served from kernel memory and never blocks. Linux only.
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return {"pid": os.getpid(), "tasks": len(asyncio.all_tasks()),
+            "rss_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"), "open_fds": len(os.listdir("/proc/self/fd")),
+            "gc_objects": len(gc.get_objects())}
+
+
+async def admin_stats(request: web.Request) -> web.Response:
+    """What a soak test samples to spot leaks (loadtest/soak.py). gc.get_objects() walks every tracked object
+    (milliseconds on a busy heap): fine every few seconds, not for a tight poll."""
+    gw = current_gateway(request)
+    if not gw.config.server.admin_key:
+        raise web.HTTPNotFound()
+    try:
+        check_bearer(request, gw.config.server.admin_key, "the admin API")
+    except GatewayError as denied:
+        return web.json_response(OPENAI_DOOR.error_body(denied), status=denied.status)
+    return web.json_response({**_process_stats(), "in_flight": gw.in_flight})
+
+
 def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Application:
     app = web.Application(client_max_size=gateway.config.server.max_body_bytes, middlewares=[json_errors])
     app[GATEWAY] = GatewayHolder(gateway, grace_s=gateway.config.server.shutdown_grace_s)
@@ -113,6 +138,7 @@ def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Applic
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_get("/admin/stats", admin_stats)
 
     async def close_gateway(app: web.Application) -> None:
         await app[GATEWAY].aclose()

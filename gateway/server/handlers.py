@@ -33,7 +33,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    # Redis being away is not unhealthy: the gateway serves on local state meanwhile. It is reported, though.
+    return web.json_response({"status": "ok", "state": current_gateway(request).shared.health()})
 
 
 async def models(request: web.Request) -> web.Response:
@@ -93,7 +94,7 @@ class _Admitted:
     token_estimate: int
 
 
-def _admit(request: web.Request, gw: Gateway, body: Json, size: int, api_key: ApiKey | None) -> _Admitted:
+async def _admit(request: web.Request, gw: Gateway, body: Json, size: int, api_key: ApiKey | None) -> _Admitted:
     config = gw.config
     alias = body["model"]
     route = config.models.get(alias)
@@ -105,7 +106,7 @@ def _admit(request: web.Request, gw: Gateway, body: Json, size: int, api_key: Ap
     max_out = body.get("max_tokens") or body.get("max_completion_tokens") or route.default_max_tokens
     estimate = size // 4 + (max_out if isinstance(max_out, int) else 0)
     if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
-        wait = gw.limiter.check(_key_id(api_key), limits, estimate)
+        wait = await gw.limiter.check(_key_id(api_key), limits, estimate)
         if wait is not None:
             raise _RateLimited(wait, api_key)
     return _Admitted(body, route, asyncio.get_running_loop().time() + timeout_s, api_key, limits, estimate)
@@ -136,7 +137,7 @@ async def _chat_on(request: web.Request, door: Door, gw: Gateway) -> web.StreamR
     try:
         api_key = check_key(request, gw.config.server.keys)
         body, size = await _read_body(request, door, gw.config.server.max_body_bytes)
-        admitted = _admit(request, gw, body, size, api_key)
+        admitted = await _admit(request, gw, body, size, api_key)
     except GatewayError as err:
         return _error(door, err, _retry_after_of(err))
 
@@ -145,7 +146,7 @@ async def _chat_on(request: web.Request, door: Door, gw: Gateway) -> web.StreamR
     if options is None or not is_cacheable(body, options) or "no-cache" in request.headers.get("cache-control", ""):
         return await _race(request, door, gw, admitted, None)
     key = cache_key(door.format, route.alias, body, api_key.key if api_key else None, options)
-    hit = gw.caches[route.alias].get(key)
+    hit = await gw.answers.get(route.alias, key)
     if hit is not None:
         return await _from_cache(request, door, gw, admitted, hit, "hit")
     if stream:  # streamed through as usual; the aggregated answer is stored for the next caller
@@ -184,13 +185,14 @@ async def _flight(request: web.Request, door: Door, gw: Gateway, admitted: _Admi
                 assert isinstance(result, Completed)
                 answer = CachedAnswer(orjson.dumps(result.body), result.attempt.provider,
                                       result.attempt.target.model, tuple(_winner_headers(record).items()))
-                gw.caches[admitted.route.alias].put(key, answer)
+                # Awaited (bounded by the state timeout): once this caller has its answer, so has every replica.
+                await gw.answers.put(admitted.route.alias, key, answer)
                 record.latency_s = gw.clock() - record.started
     except asyncio.CancelledError:
         record.status, record.error_type = 499, "client_disconnected"
         raise
     finally:
-        _settle(gw, admitted, record)
+        await _settle(gw, admitted, record)
         if record.latency_s is None:
             record.latency_s = gw.clock() - record.started
         gw.hooks.request_finished(record)
@@ -221,7 +223,7 @@ async def _from_cache(request: web.Request, door: Door, gw: Gateway, admitted: _
         return web.Response(status=499)
     finally:
         if how == "hit":
-            gw.limiter.settle(_key_id(admitted.key), admitted.limits, admitted.token_estimate, 0)
+            await gw.limiter.settle(_key_id(admitted.key), admitted.limits, admitted.token_estimate, 0)
         record.latency_s = gw.clock() - record.started
         gw.hooks.request_finished(record)
 
@@ -235,14 +237,14 @@ def _new_record(request: web.Request, door: Door, gw: Gateway, admitted: _Admitt
     return record
 
 
-def _settle(gw: Gateway, admitted: _Admitted, record: RequestRecord) -> None:
+async def _settle(gw: Gateway, admitted: _Admitted, record: RequestRecord) -> None:
     """Correct the rate limiter's token estimate with what the winner really used."""
     limits = admitted.limits
     if limits.tokens_per_minute is None:
         return
     winner = record.winner
     used = 0 if winner is None else winner.billed_input_tokens + winner.billed_output_tokens
-    gw.limiter.settle(_key_id(admitted.key), limits, admitted.token_estimate, used)
+    await gw.limiter.settle(_key_id(admitted.key), limits, admitted.token_estimate, used)
 
 
 async def _race(request: web.Request, door: Door, gw: Gateway, admitted: _Admitted,
@@ -284,7 +286,7 @@ async def _race(request: web.Request, door: Door, gw: Gateway, admitted: _Admitt
             record.status, record.error_type = 499, "client_disconnected"
         raise
     finally:
-        _settle(gw, admitted, record)
+        await _settle(gw, admitted, record)
         if record.latency_s is None:
             record.latency_s = gw.clock() - record.started
         hooks.request_finished(record)
@@ -329,7 +331,7 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
         if permit is not None:
             permit.success()
         if aggregator is not None and store_key is not None:
-            gw.caches[record.route.alias].put(store_key, CachedAnswer(
+            await gw.answers.put(record.route.alias, store_key, CachedAnswer(
                 orjson.dumps(aggregator.result()), attempt.provider, attempt.target.model, tuple(headers.items())))
     except ProviderError as exc:  # after the commit there is no switching: end the stream with an error
         attempt.error = exc

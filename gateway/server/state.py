@@ -10,8 +10,9 @@ from aiohttp import web
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig
 from gateway.engine import Engine, Hooks, Runtime
+from gateway.engine.hooks import CompositeHooks
 from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
-from gateway.policies.ratelimit import RateLimiter
+from gateway.shared import SharedAnswers, SharedLimiter, SharedState
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.server")
@@ -35,16 +36,27 @@ class Gateway:
         if telemetry is not None:
             telemetry.attach(config)
             hooks = telemetry.hooks
+        self._given_hooks = hooks
+        # Rate limits, cache and breaker openings: this process's, or shared with other replicas via Redis.
+        # Created once, like the telemetry: a reload keeps it (the first gateway owns and closes it).
+        self.shared: SharedState = SharedState(config.state, clock=clock) if previous is None else previous.shared
+        self.owns_shared = previous is None
+        if previous is not None and config.state != previous.shared.config:
+            log.warning("state (the shared state backend) changes take effect at the next restart")
+        if self.shared.breaker_hooks is not None:  # local breaker openings are published to the other replicas
+            hooks = CompositeHooks(hooks or Hooks(), self.shared.breaker_hooks)
         self.runtime: Runtime = Runtime(config, hooks=hooks, clock=clock,
                                previous=None if previous is None else previous.runtime)
+        self.shared.attach(self.runtime.breakers)
         self.engine = Engine(self.runtime)
-        self.limiter: RateLimiter = RateLimiter(clock=clock) if previous is None else previous.limiter
+        self.limiter: SharedLimiter = self.shared.limiter
         self.caches = {alias: ResponseCache(route.cache, clock=clock)
                        for alias, route in config.models.items() if route.cache is not None}
         if previous is not None:
             for alias, cache in previous.caches.items():
                 if alias in self.caches and cache.options == self.caches[alias].options:
                     self.caches[alias] = cache
+        self.answers: SharedAnswers = self.shared.answers(self.caches)  # the caches, and Redis behind them
         self.coalescer: Coalescer[CachedAnswer] = Coalescer()
         self.in_flight = 0  # requests running on this gateway (a retired one closes when it reaches 0)
         self.idle = asyncio.Event()
@@ -67,11 +79,13 @@ class Gateway:
         """The gateway for a reloaded config, sharing telemetry and the state of what did not change."""
         if self.telemetry is not None:
             return Gateway(config, telemetry=self.telemetry, clock=self.clock, previous=self)
-        return Gateway(config, hooks=self.hooks, clock=self.clock, previous=self)
+        return Gateway(config, hooks=self._given_hooks, clock=self.clock, previous=self)
 
     async def aclose(self) -> None:
         await self.coalescer.aclose()
         await self.runtime.aclose()
+        if self.owns_shared:
+            await self.shared.aclose()
         if self.telemetry is not None and self.owns_telemetry:
             await self.telemetry.shutdown()
 
@@ -111,6 +125,7 @@ class GatewayHolder:
         await current.coalescer.aclose()
         current.runtime.dropped = None  # the last one closes everything it has
         await current.runtime.aclose()
+        await self.first.shared.aclose()  # shared by every gateway since the first
         if self.first.telemetry is not None:
             await self.first.telemetry.shutdown()
 

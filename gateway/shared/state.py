@@ -1,0 +1,75 @@
+"""The state backend of one gateway process: memory only, or Redis shared by every replica.
+
+Shared through Redis: per-key rate limits, cached answers, circuit breaker openings. Not shared, on
+purpose: hedge budgets and latency windows (adaptive delays). They are feedback loops about this replica's
+own load and what it observed, and reading them from Redis would add a round trip to every request. The
+memory backend is always there underneath: it is what serves while Redis is away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.clock import Clock, monotonic
+from gateway.config.model import StateConfig
+from gateway.engine.hooks import Hooks
+from gateway.policies.breaker import CircuitBreaker
+from gateway.policies.cache import ResponseCache
+from gateway.policies.ratelimit import RateLimiter
+from gateway.shared.answers import LocalAnswers, SharedAnswers
+from gateway.shared.limiter import LocalLimiter, SharedLimiter
+
+
+class SharedState:
+    """Created once per process (a config reload keeps it: `state` changes need a restart). With the redis
+    backend it starts background tasks, so create it with an event loop running, and `aclose` it."""
+
+    def __init__(self, config: StateConfig, *, clock: Clock = monotonic) -> None:
+        self.config = config
+        self.local_limiter = RateLimiter(clock=clock)
+        self.limiter: SharedLimiter = LocalLimiter(self.local_limiter)
+        self.breaker_hooks: Hooks | None = None  # reports local breaker openings to the other replicas
+        self._closed = False
+        if config.backend != "redis":
+            self._redis = None
+            return
+        # Imported here: a memory-only gateway never loads redis-py.
+        from gateway.shared.breakers import BreakerSync
+        from gateway.shared.limiter import RedisLimiter
+        from gateway.shared.link import RedisLink
+
+        link = RedisLink(config.url, timeout_s=config.timeout_ms / 1000)
+        sync = BreakerSync(link, config.key_prefix)
+        self._redis = (link, sync)
+        self.limiter = RedisLimiter(link, config.key_prefix, self.local_limiter)
+        self.breaker_hooks = sync
+        link.start()
+        sync.start()
+
+    def answers(self, caches: Mapping[str, ResponseCache]) -> SharedAnswers:
+        """The response cache over these local caches (one per alias of the current config)."""
+        if self._redis is None:
+            return LocalAnswers(caches)
+        from gateway.shared.answers import RedisAnswers
+
+        return RedisAnswers(caches, self._redis[0], self.config.key_prefix)
+
+    def attach(self, breakers: Mapping[str, CircuitBreaker]) -> None:
+        """The breakers of the current config, whose openings are shared."""
+        if self._redis is not None:
+            self._redis[1].attach(breakers)
+
+    def health(self) -> dict[str, str]:
+        """For /healthz: the backend, and with redis whether it is reachable (serving locally if not)."""
+        if self._redis is None:
+            return {"backend": "memory"}
+        return {"backend": "redis", "redis": "connected" if self._redis[0].up else "unavailable"}
+
+    async def aclose(self) -> None:
+        """Stop the background tasks and close the connection; idempotent."""
+        if self._redis is None or self._closed:
+            return
+        self._closed = True
+        link, sync = self._redis
+        await sync.aclose()
+        await link.aclose()
