@@ -28,6 +28,8 @@ def _install_uvloop() -> None:
 def describe(config: GatewayConfig) -> str:
     lines = [f"server: http://{config.server.host}:{config.server.port} "
              f"({'keys required' if config.server.api_keys else 'no gateway keys: open'})",
+             f"state: {config.state.backend}" + (" (rate limits, cache and breaker openings shared through Redis)"
+                                                 if config.state.backend == "redis" else " (this process only)"),
              "providers:"]
     for p in config.providers.values():
         lines.append(f"  {p.name}: {p.kind} at {p.base_url} (timeout {p.timeout_s:g} s, breaker "
