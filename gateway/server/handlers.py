@@ -309,7 +309,6 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
                   headers: dict[str, str], deadline: float, gw: Gateway, store_key: str | None) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
                                                    "cache-control": "no-cache"})
-    await resp.prepare(request)
     keep_usage = door.wants_usage(body)
     encode, usage_only = door.encode_event, door.is_usage_only
 
@@ -323,7 +322,8 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
 
     attempt, permit = won.attempt, won.stream.permit
     tail = door.stream_end
-    try:
+    try:  # from the first write on: a client gone even before the headers still frees the winner's slot
+        await resp.prepare(request)
         async with asyncio.timeout_at(deadline):
             await resp.write(frame(won.head))
             async for events in won.stream.rest():
@@ -353,6 +353,8 @@ async def _stream(request: web.Request, door: Door, body: Json, record: RequestR
         attempt.ended = gw.clock()
         record.latency_s = attempt.ended - record.started
         gw.hooks.attempt_finished(record, attempt)
+    if not resp.prepared:  # the client left before anything was sent
+        return resp
     try:
         if tail:
             await resp.write(tail)

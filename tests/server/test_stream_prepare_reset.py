@@ -1,0 +1,81 @@
+"""Regression: a client gone between a streamed winner's commit and its response headers must still free the
+winner's bulkhead slot and settle its breaker permit (found by the soak run)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
+
+from gateway.config import parse_config
+from gateway.policies.breaker import BreakerState
+from gateway.server import Gateway, build_app
+from gateway.server.state import GATEWAY
+from gateway.simulator import SimulatedProvider
+
+BODY = orjson.dumps({"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+
+
+async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with SimulatedProvider(name="p") as sim:
+        config = parse_config({"providers": {"p": {"kind": "openai", "base_url": sim.base_url + "/v1",
+                                                   "max_concurrent": 2,
+                                                   "breaker": {"fail_max": 1, "reset_timeout_s": 0.05}}},
+                               "models": {"chat": {"targets": [{"provider": "p", "model": "m"}], "hedge": "off"}},
+                               "telemetry": {"traces_file": ""}}, {})
+        app = build_app(Gateway(config))
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+        gw = app[GATEWAY].current
+        original = web.StreamResponse.prepare
+        fail_next = {"n": 0}
+
+        async def prepare(self: web.StreamResponse, request: web.BaseRequest) -> Any:
+            # Only the gateway's streamed answers (not the simulator's): the client left just before the headers.
+            if fail_next["n"] and request.app is app and not isinstance(self, web.Response):
+                fail_next["n"] -= 1
+                raise ClientConnectionResetError("Cannot write to closing transport")
+            return await original(self, request)
+
+        monkeypatch.setattr(web.StreamResponse, "prepare", prepare)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def post() -> int:
+                    async with http.post(url, data=BODY, headers={"content-type": "application/json"}) as resp:
+                        await resp.read()
+                        return resp.status
+
+                fail_next["n"] = 2
+                for _ in range(2):
+                    try:
+                        await post()
+                    except aiohttp.ClientError:
+                        pass
+                bulkhead = gw.runtime.bulkheads["p"]
+                for _ in range(100):
+                    if bulkhead.in_use == 0:
+                        break
+                    await asyncio.sleep(0.02)
+                assert bulkhead.in_use == 0
+                assert await asyncio.wait_for(post(), 10) == 200  # a slot is free
+
+                breaker = gw.runtime.breakers["p"]  # a half-open probe that wins and meets a gone client
+                breaker.force_open(0.05)
+                await asyncio.sleep(0.1)
+                fail_next["n"] = 1
+                try:
+                    await post()
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+                assert await asyncio.wait_for(post(), 10) == 200  # the probe slot was freed: not stuck half-open
+                assert breaker.state is BreakerState.CLOSED
+        finally:
+            await runner.cleanup()
