@@ -4,6 +4,7 @@ winner's bulkhead slot and settle its breaker permit (found by the soak run)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -54,10 +55,8 @@ async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch
 
                 fail_next["n"] = 2
                 for _ in range(2):
-                    try:
+                    with contextlib.suppress(aiohttp.ClientError):
                         await post()
-                    except aiohttp.ClientError:
-                        pass
                 bulkhead = gw.runtime.bulkheads["p"]
                 for _ in range(100):
                     if bulkhead.in_use == 0:
@@ -70,10 +69,8 @@ async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch
                 breaker.force_open(0.05)
                 await asyncio.sleep(0.1)
                 fail_next["n"] = 1
-                try:
+                with contextlib.suppress(aiohttp.ClientError):
                     await post()
-                except aiohttp.ClientError:
-                    pass
                 await asyncio.sleep(0.1)
                 assert await asyncio.wait_for(post(), 10) == 200  # the probe slot was freed: not stuck half-open
                 assert breaker.state is BreakerState.CLOSED
