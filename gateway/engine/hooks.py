@@ -34,6 +34,7 @@ class RequestRecord:
     hedges_skipped: int = 0
     cache: str | None = None  # "hit", "miss" or "coalesced" when the alias caches this request
     key_name: str | None = None  # the gateway key's configured name (never the key)
+    body_bytes: int = 0  # size of the client's request body: the prompt-token estimate until a provider reports
     # Opaque slot for the telemetry layer (e.g. the request span); the engine never reads it.
     context: object = None
 

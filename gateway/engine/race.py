@@ -94,8 +94,9 @@ class _Race:
         self.untried: Iterator[Target] = iter(record.route.targets)
         self.remaining = len(record.route.targets)
         self.unsupported: GatewayError | None = None
-        # Prompt tokens until the provider reports them: about 4 bytes of JSON per token.
-        self.input_estimate = max(1, len(str(body.get("messages", ""))) // 4)
+        # Prompt tokens until the provider reports them: about 4 bytes of JSON per token (from the body's size,
+        # known at the door; serialising the messages again here would cost as much as the request itself).
+        self.input_estimate = max(1, (record.body_bytes or len(str(body.get("messages", "")))) // 4)
 
     async def run(self) -> Committed | Completed:
         rt, record = self.rt, self.record

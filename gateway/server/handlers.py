@@ -92,6 +92,7 @@ class _Admitted:
     key: ApiKey | None
     limits: RateLimitOptions
     token_estimate: int
+    body_bytes: int
 
 
 async def _admit(request: web.Request, gw: Gateway, body: Json, size: int, api_key: ApiKey | None) -> _Admitted:
@@ -109,7 +110,7 @@ async def _admit(request: web.Request, gw: Gateway, body: Json, size: int, api_k
         wait = await gw.limiter.check(_key_id(api_key), limits, estimate)
         if wait is not None:
             raise _RateLimited(wait, api_key)
-    return _Admitted(body, route, asyncio.get_running_loop().time() + timeout_s, api_key, limits, estimate)
+    return _Admitted(body, route, asyncio.get_running_loop().time() + timeout_s, api_key, limits, estimate, size)
 
 
 class _RateLimited(GatewayError):
@@ -230,7 +231,7 @@ async def _from_cache(request: web.Request, door: Door, gw: Gateway, admitted: _
 
 def _new_record(request: web.Request, door: Door, gw: Gateway, admitted: _Admitted, cache: str | None) -> RequestRecord:
     record = RequestRecord(route=admitted.route, door=door.format, stream=admitted.body.get("stream") is True,
-                           started=gw.clock(), cache=cache,
+                           started=gw.clock(), cache=cache, body_bytes=admitted.body_bytes,
                            key_name=admitted.key.name if admitted.key is not None else None)
     # For telemetry: the W3C traceparent to continue (and the body, for opt-in content capture).
     record.context = IncomingRequest(request.headers, admitted.body)

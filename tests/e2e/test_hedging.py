@@ -230,3 +230,21 @@ async def test_client_disconnect_cancels_every_attempt(make: Any, stream: bool) 
         await asyncio.sleep(0.02)
     record = p.r.collect.records[-1]
     assert record.status == 499 and all(a.outcome is Outcome.CANCELLED for a in record.attempts)
+
+
+async def test_client_header_shortens_the_deadline_and_a_bad_one_is_rejected(make: Any) -> None:
+    p = await make({"ttft": 10_000}, {"ttft": 10_000}, {"delay_ms": 100, "budget_percent": 100})
+    async with p.r.openai() as client:
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model="chat", messages=MESSAGES,
+                                                 extra_headers={"x-gateway-timeout-s": "0.5"})
+        assert info.value.status_code == 504 and "deadline" in info.value.message
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(model="chat", messages=MESSAGES,
+                                                 extra_headers={"x-gateway-timeout-s": "soon"})
+        assert "x-gateway-timeout-s" in bad.value.message
+    record = p.r.collect.records[-1]
+    assert record.latency_s is not None and record.latency_s < 5.0  # far less than the providers' 10 s
+    await p.a.wait_idle()
+    await p.b.wait_idle()
+    assert p.a.stats.disconnected == 1 and p.b.stats.disconnected == 1  # both attempts cut at the deadline
