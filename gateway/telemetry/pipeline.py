@@ -24,7 +24,7 @@ from gateway.config.model import GatewayConfig, TelemetryConfig
 from gateway.engine.hooks import Hooks
 from gateway.telemetry import otel_env, prometheus
 from gateway.telemetry.hooks import TelemetryHooks
-from gateway.telemetry.jsonl_exporter import JsonLinesSpanExporter
+from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
 from gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway.telemetry")
@@ -111,7 +111,7 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
         processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces.endpoint, headers=traces.headers)))
         log.info("exporting traces over OTLP/HTTP to %s", traces.endpoint)
     elif config.traces_file:
-        processors.append(BatchSpanProcessor(JsonLinesSpanExporter(config.traces_file)))
+        processors.append(InlineJsonLinesProcessor(config.traces_file))
         log.info("writing traces to %s", config.traces_file)
     tracer_provider: TracerProvider | None = None
     if processors:  # no exporter at all: skip span creation entirely rather than build spans nobody reads

@@ -72,3 +72,24 @@ async def test_a_gateway_writes_its_spans_to_the_traces_file(tmp_path: Path) -> 
     assert request["name"] == "chat m" and attempt["name"] == "chat x"
     assert attempt["parent_id"] == request["span_id"] and request["service_name"] == "llm-gateway"
     assert attempt["attributes"]["gateway.attempt.outcome"] == "won"
+
+
+def test_inline_processor_writes_by_batch_and_on_flush(tmp_path: Path) -> None:
+    from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
+
+    path = tmp_path / "inline.jsonl"
+    processor = InlineJsonLinesProcessor(path, batch=3, interval_s=3600)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(2):
+        tracer.start_span(f"s{i}").end()
+    assert path.read_bytes() == b""  # buffered: below the batch and the interval
+    tracer.start_span("s2").end()
+    assert [line["name"] for line in _lines(path)] == ["s0", "s1", "s2"]  # the third span filled the batch
+    tracer.start_span("s3").end()
+    provider.force_flush()
+    assert [line["name"] for line in _lines(path)][-1] == "s3"
+    provider.shutdown()
+    tracer.start_span("after").end()  # after shutdown: dropped, never raises
+    assert len(_lines(path)) == 4
