@@ -17,13 +17,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from gateway.config.model import Target
 from gateway.engine.attempt import Attempt, AttemptStream, Launch, Outcome
 from gateway.engine.hooks import RequestRecord
 from gateway.engine.runtime import Runtime
-from gateway.formats import EventInfo
+from gateway.formats import Aggregator, EventInfo
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.policies.bulkhead import Bulkhead
@@ -33,14 +32,10 @@ from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEve
 log = logging.getLogger("gateway.engine")
 
 
-class _Aggregator(Protocol):
-    def feed(self, ev: SSEEvent) -> None: ...
-    def result(self) -> Json: ...
-
 
 _INSPECT: dict[WireFormat, Callable[[SSEEvent], EventInfo]] = {
     WireFormat.OPENAI: openai_format.inspect, WireFormat.ANTHROPIC: anthropic_format.inspect}
-_AGGREGATOR: dict[WireFormat, Callable[[], _Aggregator]] = {
+_AGGREGATOR: dict[WireFormat, Callable[[], Aggregator]] = {
     WireFormat.OPENAI: openai_format.Aggregator, WireFormat.ANTHROPIC: anthropic_format.Aggregator}
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.types import GatewayError, Json
+from gateway.types import GatewayError, Json, SSEEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,13 @@ class EventInfo:
 # Shared by every event that means nothing to the engine (pings, role-only chunks, block stops...):
 # `inspect` returns this constant instead of building an object per chunk.
 NOTHING = EventInfo()
+
+
+class Aggregator(Protocol):
+    """Builds a format's complete (non-streaming) response from its stream events."""
+
+    def feed(self, ev: SSEEvent) -> None: ...
+    def result(self) -> Json: ...
 
 # A frozen dataclass's __init__ costs ~1.5 us on CPython 3.11 (keyword defaults, then object.__setattr__
 # per field); a text delta is nearly every chunk of every stream, so `content_info` fills the slots

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
+from gateway.formats import Aggregator
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.types import GatewayError, Json, SSEEvent, WireFormat
-
-
-class _Aggregator(Protocol):
-    def feed(self, ev: SSEEvent) -> None: ...
-    def result(self) -> Json: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +21,7 @@ class Door:
     error_event: Callable[[GatewayError], SSEEvent]
     wants_usage: Callable[[Json], bool]
     is_usage_only: Callable[[SSEEvent], bool]
-    aggregator: Callable[[], _Aggregator]
+    aggregator: Callable[[], Aggregator]
 
 
 OPENAI_DOOR = Door(WireFormat.OPENAI, openai_format.validate_request, openai_format.encode_event,
