@@ -25,3 +25,25 @@ def test_request_log_is_one_json_line_without_secrets(caplog: pytest.LogCaptureF
     assert data["attempts"] == ["p/m:won"] and data["latency_ms"] == 250.0
     assert data["cost_usd"] == pytest.approx(15 / 1_000_000)
     assert "\n" not in line
+
+
+def test_request_log_carries_the_trace_id_of_the_request_span(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.engine.hooks import CompositeHooks
+    from gateway.config.model import TelemetryConfig
+    from gateway.telemetry import IncomingRequest, setup_telemetry
+
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry(TelemetryConfig(traces_file=""), {}, span_processors=[SimpleSpanProcessor(exporter)])
+    hooks = CompositeHooks(RequestLog(), telemetry.hooks)  # the order `gateway serve` uses
+    route = ModelRoute(alias="chat", targets=(Target("p", "m", Price(1, 1)),))
+    record = RequestRecord(route=route, door=WireFormat.OPENAI, stream=False, started=0.0, latency_s=0.1)
+    record.context = IncomingRequest({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}, {})
+    with caplog.at_level(logging.INFO, logger="gateway.request"):
+        hooks.request_started(record)
+        hooks.request_finished(record)
+    telemetry.shutdown_blocking()
+    assert caplog.records[0].trace_id == "0af7651916cd43dd8448eb211c80319c"  # type: ignore[attr-defined]
+    assert exporter.get_finished_spans()[0].context.trace_id == int("0af7651916cd43dd8448eb211c80319c", 16)
