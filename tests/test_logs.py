@@ -31,8 +31,8 @@ def test_request_log_carries_the_trace_id_of_the_request_span(caplog: pytest.Log
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from gateway.engine.hooks import CompositeHooks
     from gateway.config.model import TelemetryConfig
+    from gateway.engine.hooks import CompositeHooks
     from gateway.telemetry import IncomingRequest, setup_telemetry
 
     exporter = InMemorySpanExporter()
