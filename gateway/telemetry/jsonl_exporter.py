@@ -104,7 +104,11 @@ class InlineJsonLinesProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context or not span.context.trace_flags.sampled:
             return
-        line = orjson.dumps(span_to_dict(span), option=orjson.OPT_APPEND_NEWLINE)
+        self.add(span_to_dict(span))
+
+    def add(self, line_fields: dict[str, Any]) -> None:
+        """One span line, already as the dict `span_to_dict` would make (`FileSpanHooks` writes these)."""
+        line = orjson.dumps(line_fields, option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:  # uncontended but for a flush from another thread
             self._lines.append(line)
         if len(self._lines) >= self._batch or time.monotonic() - self._last_write >= self._interval_s:

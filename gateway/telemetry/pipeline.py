@@ -23,6 +23,7 @@ from gateway import __version__
 from gateway.config.model import GatewayConfig, TelemetryConfig
 from gateway.engine.hooks import Hooks
 from gateway.telemetry import otel_env, prometheus
+from gateway.telemetry.file_spans import FileSpanHooks
 from gateway.telemetry.hooks import TelemetryHooks
 from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
 from gateway.telemetry.metrics import GatewayMetrics
@@ -107,11 +108,13 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
 
     processors = list(span_processors)
     traces = otel_env.otlp_target(env, "traces")
+    file_writer: InlineJsonLinesProcessor | None = None
     if traces is not None:
         processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces.endpoint, headers=traces.headers)))
         log.info("exporting traces over OTLP/HTTP to %s", traces.endpoint)
     elif config.traces_file:
-        processors.append(InlineJsonLinesProcessor(config.traces_file))
+        file_writer = InlineJsonLinesProcessor(config.traces_file)
+        processors.append(file_writer)
         log.info("writing traces to %s", config.traces_file)
     tracer_provider: TracerProvider | None = None
     if processors:  # no exporter at all: skip span creation entirely rather than build spans nobody reads
@@ -134,6 +137,13 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
         # Every span would be dropped: do not build attributes and non-recording spans per request for nothing.
         tracer = None
     metrics = GatewayMetrics(meter_provider.get_meter(INSTRUMENTATION_NAME, __version__))
-    hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content)
+    hooks: TelemetryHooks
+    if file_writer is not None and processors == [file_writer] and tracer is not None:
+        # Spans go only to the file: write them straight from the engine's records (the provider stays, so
+        # flush and shutdown still reach the writer).
+        hooks = FileSpanHooks(file_writer, sampler, str(resource.attributes.get("service.name", "")), metrics,
+                              capture_content=config.capture_content)
+    else:
+        hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content)
     return Telemetry(hooks=hooks, tracer_provider=tracer_provider, meter_provider=meter_provider,
                      metrics_reader=metrics_reader)
