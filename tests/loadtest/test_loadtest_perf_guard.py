@@ -1,6 +1,6 @@
 """The CPU regression guard: the gateway's CPU per request against a bare aiohttp pass-through, same run.
 
-A ratio, not an absolute time, so it holds on a noisy machine; the bound is generous (measured: about 3.3x,
+A ratio, not an absolute time, so it holds on a noisy machine; the bound is generous (measured: about 3x,
 see the README's performance section) so only a real regression trips it.
 """
 
