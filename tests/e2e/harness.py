@@ -28,17 +28,23 @@ class Collect(Hooks):
         self.records.append(record)
 
 
-@dataclass
-class Running:
+class SdkClients:
+    """The official SDKs pointed at a running gateway's `url`."""
+
     url: str
-    gateway: Gateway
-    collect: Collect
 
     def openai(self, key: str = GATEWAY_KEY) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
 
     def anthropic(self, key: str = GATEWAY_KEY) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0, timeout=30)
+
+
+@dataclass
+class Running(SdkClients):
+    url: str
+    gateway: Gateway
+    collect: Collect
 
 
 def config_for(sims: dict[str, tuple[str, SimulatedProvider]], models: dict[str, Any],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.config.model import ProviderConfig
 from gateway.providers.base import Provider
@@ -83,8 +83,3 @@ class FakeProvider(Provider):
 def _chunk(model: str, delta: Json, finish: str | None = None) -> SSEEvent:
     return SSEEvent({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-
-@dataclass
-class RecordingHooks:
-    events: list[tuple[str, str]] = field(default_factory=list)

@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import anthropic
-import openai
 from aiohttp import web
 
 from gateway.config import GatewayConfig
 from gateway.engine import Attempt, Hooks, RequestRecord
 from gateway.server import Gateway, build_app
 from gateway.telemetry import Telemetry
-from tests.e2e.harness import GATEWAY_KEY
+from tests.e2e.harness import SdkClients
 
 
 class FinishedRequests(Hooks):
@@ -58,17 +56,11 @@ class FinishedRequests(Hooks):
 
 
 @dataclass
-class TracedGateway:
+class TracedGateway(SdkClients):
     url: str
     gateway: Gateway
     telemetry: Telemetry
     finished: FinishedRequests
-
-    def openai(self, key: str = GATEWAY_KEY) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
-
-    def anthropic(self, key: str = GATEWAY_KEY) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0, timeout=30)
 
 
 @asynccontextmanager
