@@ -7,7 +7,7 @@ from gateway.config.model import ModelRoute, Price, Target
 from gateway.engine import RequestRecord
 from gateway.engine.attempt import Attempt, Launch, Outcome
 from gateway.logs import JsonFormatter, RequestLog
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 
 def test_request_log_is_one_json_line_without_secrets(caplog: pytest.LogCaptureFixture) -> None:

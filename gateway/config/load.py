@@ -33,7 +33,7 @@ from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.cache import CacheOptions
 from gateway.policies.latency import AdaptiveDelayOptions, parse_quantile
 from gateway.policies.ratelimit import RateLimitOptions
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 N = TypeVar("N", int, float)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -12,7 +12,7 @@ from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.cache import CacheOptions
 from gateway.policies.latency import AdaptiveDelayOptions
 from gateway.policies.ratelimit import RateLimitOptions
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 MAX_ATTEMPTS_CAP = 5
 

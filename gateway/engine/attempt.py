@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.config.model import Target
+from gateway.errors import FailureKind, ProviderError
 from gateway.formats import EventInfo
 from gateway.policies.breaker import Permit
 from gateway.providers.base import Provider
 from gateway.translate import StreamTranslator
-from gateway.types import FailureKind, Json, ProviderError, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 log = logging.getLogger("gateway.engine")
 

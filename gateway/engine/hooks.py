@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 if TYPE_CHECKING:
     from gateway.config.model import ModelRoute

@@ -22,12 +22,13 @@ from gateway.config.model import Target
 from gateway.engine.attempt import Attempt, AttemptStream, Launch, Outcome
 from gateway.engine.hooks import RequestRecord
 from gateway.engine.runtime import Runtime
+from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats import Aggregator, EventInfo
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.policies.bulkhead import Bulkhead
 from gateway.translate import stream_translator, upstream_request
-from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent, WireFormat
 
 log = logging.getLogger("gateway.engine")
 

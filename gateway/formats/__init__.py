@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.types import GatewayError, Json, SSEEvent
+from gateway.errors import GatewayError
+from gateway.wire import Json, SSEEvent
 
 
 @dataclass(frozen=True, slots=True)

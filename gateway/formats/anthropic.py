@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats import (
     NOTHING,
     EventInfo,
@@ -23,7 +24,7 @@ from gateway.formats import (
     content_info,
     invalid,
 )
-from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 __all__ = [
     "STREAM_END",

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from gateway.errors import GatewayError
 from gateway.formats import (
     NOTHING,
     EventInfo,
@@ -25,7 +26,7 @@ from gateway.formats import (
     content_info,
     invalid,
 )
-from gateway.types import GatewayError, Json, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 __all__ = [
     "STREAM_END",

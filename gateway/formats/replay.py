@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import orjson
 
-from gateway.types import Json, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent, WireFormat
 
 
 def openai_stream(body: Json) -> list[SSEEvent]:

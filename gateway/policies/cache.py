@@ -24,7 +24,7 @@ import orjson
 from cachetools import TLRUCache
 
 from gateway.clock import Clock, monotonic
-from gateway.types import Json
+from gateway.wire import Json
 
 # Top-level fields that cannot change the answer: how it is delivered (stream, stream_options) and
 # who asked (user, metadata). Requests differing only in these share a cache entry.

@@ -4,7 +4,7 @@ from gateway.config.model import ProviderConfig
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
 from gateway.providers.openai import OpenAIProvider
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 __all__ = ["AnthropicProvider", "OpenAIProvider", "Provider", "create_provider"]
 

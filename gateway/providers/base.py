@@ -17,7 +17,8 @@ import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig
-from gateway.types import FailureKind, Json, ProviderError, SSEEvent, WireFormat, classify_status
+from gateway.errors import FailureKind, ProviderError, classify_status
+from gateway.wire import Json, SSEEvent, WireFormat
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.providers.base import Provider
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 
 class OpenAIProvider(Provider):

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.config import ConfigError, load_config
+from gateway.errors import GatewayError
 from gateway.server import handlers
 from gateway.server.auth import check_bearer
 from gateway.server.doors import OPENAI_DOOR, door_for_path
-from gateway.server.state import GATEWAY, Gateway, GatewayHolder, current_gateway
+from gateway.server.gateway import GATEWAY, Gateway, GatewayHolder, current_gateway
 from gateway.telemetry import PROMETHEUS_CONTENT_TYPE
-from gateway.types import GatewayError
 
 log = logging.getLogger("gateway.server")
 

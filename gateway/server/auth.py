@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from gateway.config.model import ApiKey
-from gateway.types import GatewayError
+from gateway.errors import GatewayError
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.errors import GatewayError
 from gateway.formats import Aggregator
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
-from gateway.types import GatewayError, Json, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent, WireFormat
 
 
 @dataclass(frozen=True, slots=True)

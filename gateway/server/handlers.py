@@ -12,14 +12,15 @@ from aiohttp import web
 from gateway.config.model import ApiKey, ModelRoute
 from gateway.engine import Committed, Completed, RequestRecord
 from gateway.engine.attempt import Outcome
+from gateway.errors import GatewayError, ProviderError
 from gateway.formats.replay import REPLAY
 from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.policies.ratelimit import RateLimitOptions
 from gateway.server.auth import check_key
 from gateway.server.doors import ANTHROPIC_DOOR, OPENAI_DOOR, Door
-from gateway.server.state import Gateway, current_gateway
+from gateway.server.gateway import Gateway, current_gateway
 from gateway.telemetry import IncomingRequest
-from gateway.types import GatewayError, Json, ProviderError, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 _JSON = "application/json"
 

@@ -24,7 +24,7 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     from opentelemetry import trace
 
     from gateway.server.app import build_app, reload_config
-    from gateway.server.state import Gateway
+    from gateway.server.gateway import Gateway
     from gateway.telemetry import setup_telemetry
 
     telemetry = setup_telemetry(config.telemetry, os.environ)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from gateway.errors import default_error_type
 from gateway.simulator.chat import (
     TOOL_ARGUMENTS,
     BadRequest,
@@ -18,7 +19,6 @@ from gateway.simulator.chat import (
     require_model_and_messages,
     token_json,
 )
-from gateway.types import default_error_type
 
 _STOP_REASONS = {Finish.STOP: "end_turn", Finish.LENGTH: "max_tokens", Finish.TOOL_CALL: "tool_use"}
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'

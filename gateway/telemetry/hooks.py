@@ -23,7 +23,7 @@ from gateway.engine.hooks import Hooks, RequestRecord
 from gateway.telemetry import span_attributes
 from gateway.telemetry.incoming import IncomingRequest
 from gateway.telemetry.metrics import GatewayMetrics
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 log = logging.getLogger("gateway.telemetry")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.types import Json
+from gateway.wire import Json
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,7 +13,7 @@ import orjson
 from gateway.engine.attempt import Attempt, Outcome
 from gateway.engine.hooks import RequestRecord
 from gateway.telemetry import names as n
-from gateway.types import Json
+from gateway.wire import Json
 
 Attrs = dict[str, Any]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.translate import anthropic_to_openai, openai_to_anthropic, passthrough
-from gateway.types import Json, SSEEvent, WireFormat
+from gateway.translate import anthropic_via_openai, openai_via_anthropic, passthrough
+from gateway.wire import Json, SSEEvent, WireFormat
 
 
 class StreamTranslator(Protocol):
@@ -42,9 +42,9 @@ def upstream_request(client: WireFormat, provider: WireFormat, body: Json, *, mo
             return passthrough.openai_request(body, model=model)
         return passthrough.anthropic_request(body, model=model, default_max_tokens=default_max_tokens)
     if provider is WireFormat.ANTHROPIC:
-        return openai_to_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens,
+        return openai_via_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens,
                                                      send_sampling_params=send_sampling_params)
-    return anthropic_to_openai.translate_request(body, model=model)
+    return anthropic_via_openai.translate_request(body, model=model)
 
 
 def stream_translator(client: WireFormat, provider: WireFormat) -> StreamTranslator:
@@ -52,8 +52,8 @@ def stream_translator(client: WireFormat, provider: WireFormat) -> StreamTransla
     if client is provider:
         return passthrough.PASSTHROUGH
     if provider is WireFormat.ANTHROPIC:
-        return openai_to_anthropic.AnthropicStreamToChatChunks()
-    return anthropic_to_openai.ChatChunksToAnthropicStream()
+        return openai_via_anthropic.AnthropicStreamToChatChunks()
+    return anthropic_via_openai.ChatChunksToAnthropicStream()
 
 
 __all__ = ["StreamTranslator", "stream_translator", "upstream_request"]

@@ -3,7 +3,7 @@ events go through untouched (the hot path: one list per event, no copying)."""
 
 from __future__ import annotations
 
-from gateway.types import Json, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 
 def openai_request(body: Json, *, model: str) -> Json:

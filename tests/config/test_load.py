@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.types import WireFormat
+from gateway.wire import WireFormat
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,10 +35,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import parse_config
+from gateway.errors import GatewayError
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.simulator import SimulatedProvider
-from gateway.types import GatewayError
 from tests.e2e.harness import GATEWAY_KEY, Running, running
 from tests.e2e.rogue_upstream import (
     ANTHROPIC_HEAD,

@@ -7,8 +7,9 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from gateway.config.model import ProviderConfig
+from gateway.errors import ProviderError
 from gateway.providers.base import Provider
-from gateway.types import Json, ProviderError, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent, WireFormat
 
 
 @dataclass

@@ -10,11 +10,12 @@ import pytest
 from gateway.config.model import GatewayConfig, HedgeConfig, ModelRoute, Price, ProviderConfig, ServerConfig, Target
 from gateway.engine import Committed, Completed, Engine, RequestRecord, Runtime
 from gateway.engine.attempt import Launch, Outcome
+from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.policies.breaker import BreakerOptions, BreakerState
 from gateway.policies.budget import BudgetOptions
 from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.latency import AdaptiveDelayOptions
-from gateway.types import FailureKind, GatewayError, ProviderError, WireFormat
+from gateway.wire import WireFormat
 from tests.engine.fakes import FakeProvider, Plan
 
 pytestmark = pytest.mark.looptime

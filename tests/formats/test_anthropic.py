@@ -16,9 +16,10 @@ import orjson
 import pytest
 from anthropic.types import Message
 
+from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats import NOTHING, EventInfo
 from gateway.formats import anthropic as fmt
-from gateway.types import FailureKind, GatewayError, Json, ProviderError, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 # ---------------------------------------------------------------- realistic provider streams
 

@@ -16,9 +16,10 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion
 
+from gateway.errors import GatewayError
 from gateway.formats import NOTHING, EventInfo, content_info
 from gateway.formats import openai as fmt
-from gateway.types import GatewayError, Json, SSEEvent
+from gateway.wire import Json, SSEEvent
 
 # ---------------------------------------------------------------- realistic provider streams
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.config import load_config
 from gateway.server import Gateway, build_app
 from gateway.server.app import reload_config
-from gateway.server.state import GATEWAY
+from gateway.server.gateway import GATEWAY
 from gateway.simulator import SimulatedProvider, parse_profile
 
 

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.config import parse_config
-from gateway.server.state import Gateway, GatewayHolder
-from gateway.shared.limiter import LocalLimiter
+from gateway.server.gateway import Gateway, GatewayHolder
+from gateway.state.limiter import LocalLimiter
 from tests.redis_server import running_redis
 
 

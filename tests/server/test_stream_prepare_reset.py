@@ -16,7 +16,7 @@ from aiohttp.client_exceptions import ClientConnectionResetError
 from gateway.config import parse_config
 from gateway.policies.breaker import BreakerState
 from gateway.server import Gateway, build_app
-from gateway.server.state import GATEWAY
+from gateway.server.gateway import GATEWAY
 from gateway.simulator import SimulatedProvider
 
 BODY = orjson.dumps({"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]})

@@ -11,8 +11,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.config.model import ModelRoute, Price, Target, TelemetryConfig
 from gateway.engine import Attempt, Launch, Outcome, RequestRecord
+from gateway.errors import FailureKind, ProviderError
 from gateway.telemetry import IncomingRequest, Telemetry, setup_telemetry
-from gateway.types import FailureKind, ProviderError, WireFormat
+from gateway.wire import WireFormat
 
 ROUTE = ModelRoute(alias="a", targets=(Target("p", "m", Price(1, 2)),))
 

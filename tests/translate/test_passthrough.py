@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.translate import passthrough, stream_translator, upstream_request
-from gateway.types import SSEEvent, WireFormat
+from gateway.wire import SSEEvent, WireFormat
 
 OPENAI_BODY: dict[str, Any] = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
                                "logprobs": True, "n": 2}

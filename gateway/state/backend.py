@@ -16,8 +16,8 @@ from gateway.engine.hooks import Hooks
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.cache import ResponseCache
 from gateway.policies.ratelimit import RateLimiter
-from gateway.shared.answers import LocalAnswers, SharedAnswers
-from gateway.shared.limiter import LocalLimiter, SharedLimiter
+from gateway.state.answers import LocalAnswers, SharedAnswers
+from gateway.state.limiter import LocalLimiter, SharedLimiter
 
 
 class SharedState:
@@ -34,9 +34,9 @@ class SharedState:
             self._redis = None
             return
         # Imported here: a memory-only gateway never loads redis-py.
-        from gateway.shared.breakers import BreakerSync
-        from gateway.shared.limiter import RedisLimiter
-        from gateway.shared.link import RedisLink
+        from gateway.state.breakers import BreakerSync
+        from gateway.state.limiter import RedisLimiter
+        from gateway.state.link import RedisLink
 
         link = RedisLink(config.url, timeout_s=config.timeout_ms / 1000)
         sync = BreakerSync(link, config.key_prefix)
@@ -50,7 +50,7 @@ class SharedState:
         """The response cache over these local caches (one per alias of the current config)."""
         if self._redis is None:
             return LocalAnswers(caches)
-        from gateway.shared.answers import RedisAnswers
+        from gateway.state.answers import RedisAnswers
 
         return RedisAnswers(caches, self._redis[0], self.config.key_prefix)
 

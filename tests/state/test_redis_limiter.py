@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from gateway.clock import FakeClock
 from gateway.policies.ratelimit import RateLimiter, RateLimitOptions
-from gateway.shared.limiter import RedisLimiter
-from gateway.shared.link import RedisLink
+from gateway.state.limiter import RedisLimiter
+from gateway.state.link import RedisLink
 from tests.redis_server import RedisServer, running_redis
 
 RPM_3 = RateLimitOptions(requests_per_minute=3)

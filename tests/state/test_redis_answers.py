@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from gateway.clock import FakeClock
 from gateway.policies.cache import CachedAnswer, CacheOptions, ResponseCache
-from gateway.shared.answers import RedisAnswers, decode_answer, encode_answer
-from gateway.shared.link import RedisLink
+from gateway.state.answers import RedisAnswers, decode_answer, encode_answer
+from gateway.state.link import RedisLink
 from tests.redis_server import RedisServer, running_redis
 
 ANSWER = CachedAnswer(b'{"id": "chatcmpl-1",\n "x": 1}', "sim", "m", (("x-gateway-provider", "sim"),))

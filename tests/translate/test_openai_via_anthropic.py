@@ -10,9 +10,10 @@ from anthropic.types.message_create_params import MessageCreateParamsStreaming
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from gateway.translate import openai_to_anthropic, stream_translator, upstream_request
-from gateway.translate.openai_to_anthropic import AnthropicStreamToChatChunks, translate_request
-from gateway.types import GatewayError, SSEEvent, WireFormat
+from gateway.errors import GatewayError
+from gateway.translate import openai_via_anthropic, stream_translator, upstream_request
+from gateway.translate.openai_via_anthropic import AnthropicStreamToChatChunks, translate_request
+from gateway.wire import SSEEvent, WireFormat
 
 USER = {"role": "user", "content": "What is the weather in Paris?"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -369,4 +370,4 @@ def test_stop_reason_mapping(stop_reason: str, finish_reason: str, assert_no_ext
     events = [message_start({"input_tokens": 1, "output_tokens": 1}),
               message_delta(stop_reason, {"output_tokens": 1}), MESSAGE_STOP]
     assert run(events, assert_no_extras)[1]["choices"][0]["finish_reason"] == finish_reason
-    assert openai_to_anthropic.FINISH_REASONS[stop_reason] == finish_reason
+    assert openai_via_anthropic.FINISH_REASONS[stop_reason] == finish_reason

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.policies.breaker import BreakerOptions, BreakerState, CircuitBreaker
-from gateway.shared.breakers import BreakerSync
-from gateway.shared.link import RedisLink
+from gateway.state.breakers import BreakerSync
+from gateway.state.link import RedisLink
 from tests.redis_server import RedisServer, running_redis
 
 OPTIONS = BreakerOptions(fail_max=2, reset_timeout_s=30.0)

@@ -29,7 +29,8 @@ from typing import Any
 
 import orjson
 
-from gateway.types import GatewayError, Json, SSEEvent
+from gateway.errors import GatewayError
+from gateway.wire import Json, SSEEvent
 
 STOP_REASONS = {
     "stop": "end_turn",

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.engine.hooks import Hooks
 from gateway.policies.breaker import BreakerState, CircuitBreaker
-from gateway.shared.errors import RedisUnavailable
+from gateway.state.errors import RedisUnavailable
 
-if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.shared.state
+if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.state.backend
     from redis.asyncio import Redis
 
-    from gateway.shared.link import RedisLink
+    from gateway.state.link import RedisLink
 
 log = logging.getLogger("gateway.breaker")
 

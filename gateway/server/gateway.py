@@ -12,7 +12,7 @@ from gateway.config.model import GatewayConfig
 from gateway.engine import Engine, Hooks, Runtime
 from gateway.engine.hooks import CompositeHooks
 from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
-from gateway.shared import SharedAnswers, SharedLimiter, SharedState
+from gateway.state import SharedAnswers, SharedLimiter, SharedState
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.server")

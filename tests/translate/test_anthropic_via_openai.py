@@ -12,9 +12,10 @@ from anthropic.types.shared import ErrorResponse
 from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 from pydantic import TypeAdapter
 
-from gateway.translate import anthropic_to_openai, stream_translator, upstream_request
-from gateway.translate.anthropic_to_openai import ChatChunksToAnthropicStream, translate_request
-from gateway.types import GatewayError, SSEEvent, WireFormat
+from gateway.errors import GatewayError
+from gateway.translate import anthropic_via_openai, stream_translator, upstream_request
+from gateway.translate.anthropic_via_openai import ChatChunksToAnthropicStream, translate_request
+from gateway.wire import SSEEvent, WireFormat
 
 USER = {"role": "user", "content": "What is the weather in Paris?"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -360,7 +361,7 @@ def test_known_error_type_is_kept(assert_no_extras: Any) -> None:
 def test_finish_reason_mapping(finish_reason: str, stop_reason: str, assert_no_extras: Any) -> None:
     events = run([oa_chunk(ROLE), oa_chunk({}, finish_reason), oa_usage(1, 1)], assert_no_extras)
     assert events[1]["delta"]["stop_reason"] == stop_reason
-    assert anthropic_to_openai.STOP_REASONS[finish_reason] == stop_reason
+    assert anthropic_via_openai.STOP_REASONS[finish_reason] == stop_reason
 
 
 def test_empty_stream_owes_nothing() -> None:

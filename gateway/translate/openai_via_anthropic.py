@@ -32,7 +32,8 @@ from typing import Any
 
 import orjson
 
-from gateway.types import GatewayError, Json, SSEEvent
+from gateway.errors import GatewayError
+from gateway.wire import Json, SSEEvent
 
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 

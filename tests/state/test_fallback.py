@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 from gateway.policies.cache import CachedAnswer, CacheOptions, ResponseCache
 from gateway.policies.ratelimit import RateLimiter, RateLimitOptions
-from gateway.shared.answers import RedisAnswers
-from gateway.shared.limiter import RedisLimiter
-from gateway.shared.link import RedisLink, redacted
+from gateway.state.answers import RedisAnswers
+from gateway.state.limiter import RedisLimiter
+from gateway.state.link import RedisLink, redacted
 from tests.redis_server import RedisServer, free_port, running_redis
 
 RPM_2 = RateLimitOptions(requests_per_minute=2)

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.shared.errors import RedisUnavailable
+from gateway.state.errors import RedisUnavailable
 
 log = logging.getLogger("gateway.state")
 

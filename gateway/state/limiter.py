@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.policies.ratelimit import _SLACK, RateLimiter, RateLimitOptions
-from gateway.shared.errors import RedisUnavailable
+from gateway.state.errors import RedisUnavailable
 
-if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.shared.state
+if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.state.backend
     from redis.asyncio import Redis
 
-    from gateway.shared.link import RedisLink
+    from gateway.state.link import RedisLink
 
 # KEYS[1]: the key's hash {r: requests level, t: tokens level, at: seconds of the last update}.
 # ARGV: op ("check" or "settle"), rpm (0 = unlimited), tpm (0 = unlimited), amount (check: the token

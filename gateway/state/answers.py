@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from gateway.policies.cache import CachedAnswer, ResponseCache
-from gateway.shared.errors import RedisUnavailable
+from gateway.state.errors import RedisUnavailable
 
-if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.shared.state
+if TYPE_CHECKING:  # redis-py is imported only by a gateway that uses it: see gateway.state.backend
     from redis.asyncio import Redis
 
-    from gateway.shared.link import RedisLink
+    from gateway.state.link import RedisLink
 
 
 class SharedAnswers(Protocol):

@@ -1,7 +1,7 @@
 """State shared by gateway replicas (Redis) or kept in this process (memory): rate limits, cache, breakers."""
 
-from gateway.shared.answers import SharedAnswers
-from gateway.shared.limiter import SharedLimiter
-from gateway.shared.state import SharedState
+from gateway.state.answers import SharedAnswers
+from gateway.state.backend import SharedState
+from gateway.state.limiter import SharedLimiter
 
 __all__ = ["SharedAnswers", "SharedLimiter", "SharedState"]
