@@ -18,8 +18,7 @@ from aiohttp import web
 
 from gateway.cli import describe
 from gateway.config import load_config
-from gateway.engine import Hooks, RequestRecord
-from gateway.engine.hooks import CompositeHooks
+from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.server import Gateway, build_app
 from gateway.simulator import SimulatedProvider, parse_profile
 from gateway.telemetry import setup_telemetry
@@ -33,17 +32,29 @@ BACKUP = {"ttft": {"median_ms": 180, "sigma": 0.3}, "per_token": 5, "output_toke
 
 
 class Collect(Hooks):
+    """The finished requests by id. A request is reported after its last byte was written, which may be a
+    moment after the client has its answer: rows are matched to requests by the gateway's request id."""
+
     def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
+        self.records: dict[int, RequestSummary] = {}
+        self._changed = asyncio.Event()
 
-    def request_finished(self, record: RequestRecord) -> None:
-        self.records.append(record)
+    def request_finished(self, summary: RequestSummary) -> None:
+        self.records[summary.request_id] = summary
+        self._changed.set()
+
+    async def get(self, request_id: int) -> RequestSummary:
+        async with asyncio.timeout(30):
+            while request_id not in self.records:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.records[request_id]
 
 
-def _row(n: int, door: str, stream: bool, record: RequestRecord) -> str:
+def _row(n: int, door: str, stream: bool, record: RequestSummary) -> str:
     winner = record.winner.target.label if record.winner else f"error {record.status}"
     attempts = ", ".join(f"{a.provider}:{a.outcome}" for a in record.attempts)
-    latency_ms = (record.latency_s or 0) * 1000
+    latency_ms = record.latency_s * 1000
     return (f"{n:>2}  {door:<9} {'stream' if stream else 'json':<6} {winner:<32} {latency_ms:>7.0f} ms  "
             f"${record.cost_usd * 1000:>8.5f}  ${record.wasted_cost_usd * 1000:>8.5f}  {attempts}")
 
@@ -61,14 +72,20 @@ async def _requests(base_url: str, collect: Collect) -> None:
                                                            stream=True)
                 async for _ in chunks:  # type: ignore[union-attr]
                     pass
+                request_id = chunks.response.headers["x-gateway-request-id"]  # type: ignore[union-attr]
             else:
-                await oai.chat.completions.create(model="chat", messages=messages)  # type: ignore[arg-type]
+                raw = await oai.chat.completions.with_raw_response.create(
+                    model="chat", messages=messages)  # type: ignore[arg-type]
+                request_id = raw.headers["x-gateway-request-id"]
         elif stream:
             async with ant.messages.stream(model="claude", max_tokens=64, messages=messages) as s:  # type: ignore[arg-type]
                 await s.get_final_message()
+                request_id = s.response.headers["x-gateway-request-id"]
         else:
-            await ant.messages.create(model="claude", max_tokens=64, messages=messages)  # type: ignore[arg-type]
-        print(_row(n, door, stream, collect.records[-1]))
+            raw_message = await ant.messages.with_raw_response.create(
+                model="claude", max_tokens=64, messages=messages)  # type: ignore[arg-type]
+            request_id = raw_message.headers["x-gateway-request-id"]
+        print(_row(n, door, stream, await collect.get(int(request_id))))
     await oai.close()
     await ant.close()
 

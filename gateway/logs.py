@@ -1,6 +1,6 @@
 """Logging: JSON lines (the default for `gateway serve`) or plain text, and the one-line-per-request log.
 
-Never logs a key or prompt text: the request log is built from the engine's `RequestRecord` only.
+Never logs a key or prompt text: the request log is built from the finished request's `RequestSummary` only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.engine.hooks import Hooks, RequestRecord
+from gateway.engine import Hooks, RequestSummary
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -39,36 +39,28 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 
 class RequestLog(Hooks):
-    """One log line per request: alias, winner, attempts, latency, cost, status, trace id."""
+    """One log line per request, accepted or rejected: alias, winner, attempts, latency, cost, status, trace id."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("gateway.request")
 
-    def request_finished(self, record: RequestRecord) -> None:
+    def request_finished(self, summary: RequestSummary) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
-        winner = record.winner
+        winner = summary.winner
         fields: dict[str, Any] = {
-            "alias": record.route.alias, "door": str(record.door), "stream": record.stream,
-            "status": record.status, "winner": winner.target.label if winner else None,
-            "attempts": [f"{a.target.label}:{a.outcome}" for a in record.attempts],
-            "hedged": record.hedged,
-            "latency_ms": None if record.latency_s is None else round(record.latency_s * 1000, 1),
-            "ttft_ms": None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
-            "cost_usd": round(record.cost_usd, 8), "wasted_cost_usd": round(record.wasted_cost_usd, 8),
+            "request_id": summary.request_id, "alias": summary.alias, "door": str(summary.door),
+            "endpoint": summary.endpoint, "stream": summary.stream,
+            "status": summary.status, "winner": winner.target.label if winner else None,
+            "attempts": [f"{a.target.label}:{a.outcome}" for a in summary.attempts],
+            "hedged": summary.hedged,
+            "latency_ms": round(summary.latency_s * 1000, 1),
+            "ttft_ms": None if summary.ttft_s is None else round(summary.ttft_s * 1000, 1),
+            "cost_usd": round(summary.cost_usd, 8), "wasted_cost_usd": round(summary.wasted_cost_usd, 8),
+            "trace_id": f"{summary.trace_id:032x}",
         }
-        if record.error_type:
-            fields["error_type"] = record.error_type
-        trace_id = _trace_id(record.context)
-        if trace_id:
-            fields["trace_id"] = trace_id
+        if summary.error_type:
+            fields["error_type"] = summary.error_type
+        if summary.cache is not None:
+            fields["cache"] = summary.cache
         self.log.info("request", extra=fields)
-
-
-def _trace_id(context: object) -> str | None:
-    span = getattr(context, "span", context)  # the telemetry layer keeps the request span there
-    get = getattr(span, "get_span_context", None)
-    if get is None:
-        return None
-    trace_id = get().trace_id
-    return f"{trace_id:032x}" if trace_id else None

@@ -1,9 +1,10 @@
-"""The hedging engine: runs one request's attempts over an alias's targets and picks the winner."""
+"""The hedging engine: runs one request's attempts over an alias's targets and hands over the winner."""
 
-from gateway.engine.attempt import Attempt, Launch, Outcome
-from gateway.engine.hooks import Hooks, RequestRecord
-from gateway.engine.race import Committed, Completed, Engine
+from gateway.engine.hooks import AttemptStarted, BreakerChanged, CompositeHooks, HedgeSkipped, Hooks, RequestStarted
+from gateway.engine.race import Completed, Engine, StreamBroken, StreamingWinner, Winner
+from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord, RequestSummary
 from gateway.engine.runtime import Runtime
 
-__all__ = ["Attempt", "Committed", "Completed", "Engine", "Hooks", "Launch", "Outcome", "RequestRecord",
-           "Runtime"]
+__all__ = ["Attempt", "AttemptStarted", "BreakerChanged", "Completed", "CompositeHooks", "Engine", "HedgeSkipped",
+           "Hooks", "Launch", "Outcome", "RequestRecord", "RequestStarted", "RequestSummary", "Runtime",
+           "StreamBroken", "StreamingWinner", "Winner"]

@@ -1,141 +1,140 @@
-"""One attempt: a streaming call to one target, its accounting, and its hand-over to the client."""
+"""`AttemptRun`: one attempt owned from its launch to its end, like Polly's `TaskExecution`.
+
+It reads one provider stream (accounting for usage, first token and in-stream errors, translating each event
+for the client), holds the attempt's breaker permit and bulkhead slot, and ends exactly once (`finish`):
+the permit settled by how it ended, the slot freed, the attempt frozen into an `Attempt` and reported to the
+hooks. Nobody else touches a permit, a slot or an attempt's fields.
+"""
 
 from __future__ import annotations
 
-import enum
+import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.config.model import Target
+from gateway.engine.hooks import AttemptStarted, Hooks
+from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.errors import FailureKind, ProviderError
-from gateway.formats import EventInfo
+from gateway.formats import Aggregator, EventInfo
 from gateway.policies.breaker import Permit
-from gateway.providers.base import Provider
+from gateway.policies.bulkhead import Bulkhead
+from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator
 from gateway.wire import Json, SSEEvent
 
 log = logging.getLogger("gateway.engine")
 
-CHARS_PER_TOKEN = 4  # the usual estimate for English text, used only when a provider reports no usage
+# What `run` ends in: the client events up to the commit point (streams), the whole answer, or the failure.
+RunResult = list[SSEEvent] | Json | ProviderError
 
 
-class Launch(enum.StrEnum):
-    PRIMARY = "primary"  # the first target tried
-    HEDGE = "hedge"  # launched because the previous attempts were slower than the hedge delay
-    FALLBACK = "fallback"  # launched because an earlier attempt failed
+class AttemptRun:
+    """One attempt in flight. Create it with its permit (and slot, if a hedge took one without waiting)."""
 
-
-class Outcome(enum.StrEnum):
-    WON = "won"
-    CANCELLED = "cancelled"  # lost the race, or the client/deadline ended the request
-    FAILED = "failed"
-    SKIPPED = "skipped"  # never sent: breaker open or target cooling down after a 429
-
-
-@dataclass(slots=True, eq=False)
-class Attempt:
-    index: int
-    target: Target
-    launch: Launch
-    started: float
-    input_estimate: int  # prompt tokens estimated from the request size, until the provider reports them
-    outcome: Outcome | None = None
-    error: ProviderError | None = None
-    skip_reason: str | None = None
-    breaker_state: str = "closed"
-    first_token_s: float | None = None  # seconds from attempt start to its first content token
-    ended: float | None = None
-    input_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    output_tokens: int | None = None
-    streamed_chars: int = 0
-    finish_reason: str | None = None
-    response_model: str | None = None
-    server_address: str = ""
-    server_port: int = 0
-    queue_wait_s: float = 0.0  # time spent waiting for the provider's concurrency bound (bulkhead)
-    context: object = None  # opaque slot for telemetry (the attempt span)
+    def __init__(self, record: RequestRecord, index: int, target: Target, launch: Launch, *, provider: Provider,
+                 upstream: UpstreamRequest, inspect: Callable[[SSEEvent], EventInfo],
+                 translator: StreamTranslator, clock: Clock, hooks: Hooks, permit: Permit,
+                 breaker_state: str, input_estimate: int, bulkhead: Bulkhead | None, holds_slot: bool) -> None:
+        self.record = record
+        self.index = index
+        self.target = target
+        self.launch = launch
+        self.started = clock()
+        self.input_estimate = input_estimate
+        self.breaker_state = breaker_state
+        self._provider = provider
+        self._upstream = upstream
+        self._inspect = inspect
+        self._translator = translator
+        self._clock = clock
+        self._hooks = hooks
+        self._permit = permit
+        self._bulkhead = bulkhead
+        self._holds_slot = holds_slot
+        self._events = provider.stream(upstream)
+        self._done = False  # the upstream stream is over (ended, failed or closed)
+        self._complete = False  # a finish reason or end-of-message was seen
+        self._carry: list[SSEEvent] = []  # events read past the commit point, not yet processed
+        self.finished: Attempt | None = None  # set once, by `finish`
+        # Accounting, read by `finish`.
+        self.first_token_s: float | None = None
+        self.input_tokens: int | None = None
+        self.cached_input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.streamed_chars = 0
+        self.finish_reason: str | None = None
+        self.response_model: str | None = None
+        self.queue_wait_s = 0.0
+        hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
+                                             breaker_state, provider.server_address, provider.server_port))
 
     @property
     def provider(self) -> str:
         return self.target.provider
 
-    @property
-    def usage_estimated(self) -> bool:
-        return self.outcome is not Outcome.SKIPPED and (self.input_tokens is None or self.output_tokens is None)
+    # ---- running up to the commit point --------------------------------------------------------------------
 
-    @property
-    def billed_input_tokens(self) -> int:
-        if self.outcome is Outcome.SKIPPED:
-            return 0
-        return self.input_tokens if self.input_tokens is not None else self.input_estimate
+    async def run(self, *, stream: bool, timeout_s: float, aggregator: Callable[[], Aggregator]) -> RunResult:
+        """Run up to the commit point (streams: the first content token; else the whole answer). Never raises
+        except when cancelled: every failure is returned, to be settled by the race."""
+        try:
+            if self._bulkhead is not None and not self._holds_slot:
+                # Waits within the request deadline; the wait shows on the attempt (and its span).
+                self.queue_wait_s = await self._bulkhead.acquire()
+                self._holds_slot = True
+            async with asyncio.timeout(timeout_s):
+                if stream:
+                    return await self.until_content()
+                return await self._aggregate(aggregator())
+        except ProviderError as exc:
+            return exc
+        except TimeoutError:
+            await self.aclose()
+            return ProviderError(FailureKind.FAULT, f"{self.provider}: no answer within {timeout_s:g} s",
+                                 error_type="timeout")
+        except Exception as exc:  # a bug must fail one attempt, not the gateway
+            log.exception("attempt %s crashed", self.target.label)
+            await self.aclose()
+            return ProviderError(FailureKind.FAULT, f"{self.provider}: internal error ({type(exc).__name__})",
+                                 error_type="internal_error")
 
-    @property
-    def billed_output_tokens(self) -> int:
-        if self.output_tokens is not None:
-            return self.output_tokens
-        return math.ceil(self.streamed_chars / CHARS_PER_TOKEN)
-
-    @property
-    def cost_usd(self) -> float:
-        # A failed attempt that got an HTTP error before streaming is not billed by providers.
-        if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
-                                               and self.error.status is not None):
-            return 0.0
-        return self.target.price.cost_usd(self.billed_input_tokens, self.billed_output_tokens)
-
-    @property
-    def duration_s(self) -> float | None:
-        return None if self.ended is None else self.ended - self.started
-
-
-class AttemptStream:
-    """Reads one provider stream: inspects every event for accounting, translates it for the client."""
-
-    def __init__(self, attempt: Attempt, provider: Provider, body: Json,
-                 inspect: Callable[[SSEEvent], EventInfo], translator: StreamTranslator,
-                 clock: Clock, permit: Permit | None) -> None:
-        self.attempt = attempt
-        self.permit = permit
-        self._events = provider.stream(body)
-        self._redact = provider.redact
-        self._inspect = inspect
-        self._translator = translator
-        self._clock = clock
-        self._done = False
-        self._complete = False  # a finish reason or end-of-message was seen
-        self.slot_release: Callable[[], None] | None = None  # set while holding a bulkhead slot
-        self._carry: list[SSEEvent] = []  # events read past the commit point, not yet processed
-
-    def release_slot(self) -> None:
-        release, self.slot_release = self.slot_release, None
-        if release is not None:
-            release()
+    async def _aggregate(self, aggregator: Aggregator) -> Json | ProviderError:
+        try:
+            async for events in self.rest():
+                for ev in events:
+                    aggregator.feed(ev)
+            return aggregator.result()
+        except ProviderError:
+            raise
+        except Exception as exc:  # events of the wrong shape (e.g. a null block index) cannot be assembled
+            log.warning("attempt %s: answer cannot be assembled", self.target.label, exc_info=True)
+            await self.aclose()
+            return ProviderError(FailureKind.FAULT, f"{self.provider}: malformed answer ({type(exc).__name__})",
+                                 error_type="bad_response")
 
     async def until_content(self) -> list[SSEEvent]:
         """Client events up to and including the first one with content (the commit point)."""
         head: list[SSEEvent] = []
-        while self.attempt.first_token_s is None:
-            events = await self._next(until_content=True)
+        while self.first_token_s is None:
+            events = await self.next_batch(until_content=True)
             if events is None:
                 break  # a stream that ended without content (e.g. an empty answer) still wins
             head.extend(events)
         return head
 
     async def rest(self) -> AsyncIterator[list[SSEEvent]]:
-        while (events := await self._next()) is not None:
+        """The client events after the commit point, a batch per provider read; raises `ProviderError`."""
+        while (events := await self.next_batch()) is not None:
             if events:
                 yield events
 
-    async def _next(self, until_content: bool = False) -> list[SSEEvent] | None:
+    async def next_batch(self, until_content: bool = False) -> list[SSEEvent] | None:
         """The client events of the next provider batch. With `until_content`, stop right after the first
         content event and keep the rest of its batch for later: the commit point is that event, exactly."""
         if self._done:
             return None
-        a = self.attempt
         try:
             if self._carry:
                 batch, self._carry = self._carry, []
@@ -144,7 +143,7 @@ class AttemptStream:
         except StopAsyncIteration:
             self._done = True
             if not self._complete:
-                raise ProviderError(FailureKind.FAULT, f"{a.provider}: stream ended before the answer was "
+                raise ProviderError(FailureKind.FAULT, f"{self.provider}: stream ended before the answer was "
                                     "complete", error_type="incomplete_stream") from None
             return self._translator.finish()
         except ProviderError:
@@ -152,15 +151,15 @@ class AttemptStream:
             raise
         except Exception as exc:  # e.g. an undecodable body: the provider's fault, never a crashed request
             self._done = True
-            log.warning("attempt %s: unexpected error reading the stream", a.target.label, exc_info=True)
-            raise ProviderError(FailureKind.FAULT, f"{a.provider}: unreadable response ({type(exc).__name__})",
+            log.warning("attempt %s: unexpected error reading the stream", self.target.label, exc_info=True)
+            raise ProviderError(FailureKind.FAULT, f"{self.provider}: unreadable response ({type(exc).__name__})",
                                 error_type="bad_response") from None
         out: list[SSEEvent] = []
         for i, ev in enumerate(batch):
             try:
                 self._account(ev)
                 out.extend(self._translator.feed(ev))
-                if until_content and a.first_token_s is not None:
+                if until_content and self.first_token_s is not None:
                     self._carry = batch[i + 1:]
                     break
             except ProviderError:
@@ -168,43 +167,86 @@ class AttemptStream:
                 raise
             except Exception as exc:  # valid JSON of the wrong shape (`"choices": "x"`, a null choice...)
                 self._done = True
-                log.warning("attempt %s: malformed event %s", a.target.label, self._redact(repr(ev.data)[:300]),
-                            exc_info=True)
-                raise ProviderError(FailureKind.FAULT, f"{a.provider}: malformed event in stream "
+                log.warning("attempt %s: malformed event %s", self.target.label,
+                            self._provider.redact(repr(ev.data)[:300]), exc_info=True)
+                raise ProviderError(FailureKind.FAULT, f"{self.provider}: malformed event in stream "
                                     f"({type(exc).__name__})", error_type="bad_response") from None
         return out
 
     def _account(self, ev: SSEEvent) -> None:
         """Usage, finish, first token and in-stream errors of one provider event."""
-        a = self.attempt
         info = self._inspect(ev)
-        if a.response_model is None:
-            a.response_model = _model_of(ev.data)
+        if self.response_model is None:
+            self.response_model = _model_of(ev.data)
         if info.error is not None:
             err_type, message = info.error
-            raise ProviderError(FailureKind.FAULT, self._redact(f"{a.provider}: {err_type}: {message}")[:600],
-                                error_type=err_type or "stream_error")
+            raise ProviderError(FailureKind.FAULT, self._provider.redact(f"{self.provider}: {err_type}: {message}")
+                                [:600], error_type=err_type or "stream_error")
         if info.input_tokens is not None:
-            a.input_tokens = info.input_tokens
+            self.input_tokens = info.input_tokens
         if info.cached_input_tokens is not None:
-            a.cached_input_tokens = info.cached_input_tokens
+            self.cached_input_tokens = info.cached_input_tokens
         if info.output_tokens is not None:
-            a.output_tokens = info.output_tokens
+            self.output_tokens = info.output_tokens
         if info.text:
-            a.streamed_chars += len(info.text)
+            self.streamed_chars += len(info.text)
         if info.finish_reason is not None:
-            a.finish_reason = info.finish_reason
+            self.finish_reason = info.finish_reason
             self._complete = True
         if info.end:
             self._complete = True
-        if info.content and a.first_token_s is None:
-            a.first_token_s = self._clock() - a.started
+        if info.content and self.first_token_s is None:
+            self.first_token_s = self._clock() - self.started
+
+    # ---- the end ------------------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the upstream stream (and its connection, if it had not finished)."""
+        """Close the upstream stream (and its connection, if it had not finished) and free the slot."""
         self._done = True
-        self.release_slot()
+        self._free_slot()
         await self._events.aclose()
+
+    def finish(self, outcome: Outcome, error: ProviderError | None = None) -> Attempt:
+        """End this attempt, once (later calls return the same `Attempt`): settle the permit by how it ended,
+        free the slot, freeze the record and report it. The upstream connection is closed by `aclose`."""
+        if self.finished is not None:
+            return self.finished
+        if outcome is Outcome.WON and error is None and self._complete:
+            self._permit.success()
+        elif error is not None and error.kind is FailureKind.FAULT:
+            self._permit.failure()
+        else:  # cancelled, a client error, a 429, or a stream the client left: nothing about the provider
+            self._permit.release()
+        self._free_slot()
+        record = self.record
+        attempt = self.finished = Attempt(
+            request_id=record.request_id, alias=record.alias, index=self.index, target=self.target,
+            launch=self.launch, started=self.started, ended=self._clock(), outcome=outcome,
+            input_estimate=self.input_estimate, error=error, breaker_state=self.breaker_state,
+            first_token_s=self.first_token_s, input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens, output_tokens=self.output_tokens,
+            streamed_chars=self.streamed_chars, finish_reason=self.finish_reason,
+            response_model=self.response_model, server_address=self._provider.server_address,
+            server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s)
+        record.attempts.append(attempt)
+        self._hooks.attempt_finished(attempt)
+        return attempt
+
+    def _free_slot(self) -> None:
+        if self._holds_slot and self._bulkhead is not None:
+            self._holds_slot = False
+            self._bulkhead.release()
+
+
+def skipped(record: RequestRecord, index: int, target: Target, launch: Launch, reason: str, *,
+            breaker_state: str, now: float, input_estimate: int, hooks: Hooks) -> Attempt:
+    """An attempt never sent (breaker open, cooling down, busy, unsupported): recorded and reported at once."""
+    attempt = Attempt(request_id=record.request_id, alias=record.alias, index=index, target=target, launch=launch,
+                      started=now, ended=now, outcome=Outcome.SKIPPED, input_estimate=input_estimate,
+                      skip_reason=reason, breaker_state=breaker_state)
+    record.attempts.append(attempt)
+    hooks.attempt_finished(attempt)
+    return attempt
 
 
 def _model_of(data: Json) -> str | None:

@@ -1,104 +1,136 @@
-"""Observability hooks: the engine reports what happened; telemetry decides what to do with it.
+"""Observability hooks: the engine and the server report what happened as frozen event data.
 
-Like stamina's instrumentation: the policies and the race never call a tracer; they call these hooks,
-which default to doing nothing.
+Like stamina's instrumentation: nothing on the request path calls a tracer or a logger for a request; it calls
+these hooks, which default to doing nothing. A hook only observes: it receives immutable data, keeps whatever
+handles it needs in its own maps (keyed by request id), and never steers behaviour. Hooks do not depend on
+each other, so their order does not matter. A hook must be cheap and must not raise; `CompositeHooks`
+contains a hook that does anyway, so no observer can ever fail a request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
-from gateway.wire import WireFormat
+from gateway.config.model import Target
+from gateway.engine.records import Attempt, Launch, RequestSummary
+from gateway.wire import Json, WireFormat
 
-if TYPE_CHECKING:
-    from gateway.config.model import ModelRoute
-    from gateway.engine.attempt import Attempt
+log = logging.getLogger("gateway.hooks")
 
 
-@dataclass(slots=True)
-class RequestRecord:
-    """One client request, filled in as it runs. Times are monotonic seconds."""
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """A request admitted at the door (its alias is known), before any attempt."""
 
-    route: ModelRoute
+    request_id: int
+    alias: str
     door: WireFormat
+    endpoint: str
     stream: bool
     started: float
-    hedge_delay_s: float | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    winner: Attempt | None = None
-    ttft_s: float | None = None
-    latency_s: float | None = None
-    status: int = 200
-    error_type: str | None = None
-    hedges_skipped: int = 0
-    cache: str | None = None  # "hit", "miss" or "coalesced" when the alias caches this request
-    key_name: str | None = None  # the gateway key's configured name (never the key)
-    body_bytes: int = 0  # size of the client's request body: the prompt-token estimate until a provider reports
-    # Opaque slot for the telemetry layer (e.g. the request span); the engine never reads it.
-    context: object = None
+    trace_id: int
+    # The client's headers (W3C traceparent/tracestate) and body (read only for opt-in content capture).
+    headers: Mapping[str, str]
+    body: Json
+    cache: str | None = None
+    key_name: str | None = None
 
-    @property
-    def hedged(self) -> bool:
-        return any(a.launch == "hedge" for a in self.attempts)
 
-    @property
-    def cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.attempts)
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    """An attempt sent to its provider. Its end arrives as a finished `Attempt`."""
 
-    @property
-    def wasted_cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.attempts if a is not self.winner)
+    request_id: int
+    alias: str
+    index: int
+    target: Target
+    launch: Launch
+    started: float
+    breaker_state: str
+    server_address: str
+    server_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeSkipped:
+    request_id: int
+    alias: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    provider: str
+    old: str
+    new: str
 
 
 class Hooks:
     """Subclass and override what you need. Every method must be cheap and must not raise."""
 
-    def request_started(self, record: RequestRecord) -> None:
+    def request_started(self, event: RequestStarted) -> None:
         pass
 
-    def request_finished(self, record: RequestRecord) -> None:
+    def request_finished(self, summary: RequestSummary) -> None:
         pass
 
-    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
+    def attempt_started(self, event: AttemptStarted) -> None:
         pass
 
-    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
+    def attempt_finished(self, attempt: Attempt) -> None:
         pass
 
-    def hedge_skipped(self, record: RequestRecord, reason: str) -> None:
+    def hedge_skipped(self, event: HedgeSkipped) -> None:
         pass
 
-    def breaker_changed(self, provider: str, old: str, new: str) -> None:
+    def breaker_changed(self, event: BreakerChanged) -> None:
         pass
 
 
 class CompositeHooks(Hooks):
-    """Fans every event out to several hooks, in order (e.g. tracing first, then the request log)."""
+    """Fans every event out to several hooks. A hook that raises is logged and skipped, never propagated."""
 
     def __init__(self, *hooks: Hooks) -> None:
         self.hooks = hooks
 
-    def request_started(self, record: RequestRecord) -> None:
+    def request_started(self, event: RequestStarted) -> None:
         for h in self.hooks:
-            h.request_started(record)
+            _safely(h.request_started, event)
 
-    def request_finished(self, record: RequestRecord) -> None:
+    def request_finished(self, summary: RequestSummary) -> None:
         for h in self.hooks:
-            h.request_finished(record)
+            _safely(h.request_finished, summary)
 
-    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
+    def attempt_started(self, event: AttemptStarted) -> None:
         for h in self.hooks:
-            h.attempt_started(record, attempt)
+            _safely(h.attempt_started, event)
 
-    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
+    def attempt_finished(self, attempt: Attempt) -> None:
         for h in self.hooks:
-            h.attempt_finished(record, attempt)
+            _safely(h.attempt_finished, attempt)
 
-    def hedge_skipped(self, record: RequestRecord, reason: str) -> None:
+    def hedge_skipped(self, event: HedgeSkipped) -> None:
         for h in self.hooks:
-            h.hedge_skipped(record, reason)
+            _safely(h.hedge_skipped, event)
 
-    def breaker_changed(self, provider: str, old: str, new: str) -> None:
+    def breaker_changed(self, event: BreakerChanged) -> None:
         for h in self.hooks:
-            h.breaker_changed(provider, old, new)
+            _safely(h.breaker_changed, event)
+
+
+def guarded(hooks: Hooks) -> Hooks:
+    """`hooks` wrapped so that none of its methods can raise into the request path."""
+    return hooks if isinstance(hooks, CompositeHooks) else CompositeHooks(hooks)
+
+
+_E = TypeVar("_E")
+
+
+def _safely(method: Callable[[_E], None], event: _E) -> None:
+    try:
+        method(event)
+    except Exception:
+        log.exception("a hook failed (ignored: observers never fail a request)")

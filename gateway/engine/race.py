@@ -2,285 +2,325 @@
 
 Rules (see README "How hedging works"):
 - the primary goes first; if nothing has won after the hedge delay, the next target is launched (a hedge),
-  up to `max_attempts` attempts launched by the timer, each hedge paid for from the alias's hedge budget;
+  up to `max_attempts` attempts launched by the timer, each hedge paid for from the alias's hedge budget
+  (only when it is really sent: a hedge that finds no admissible target costs nothing);
 - a provider fault launches the next target at once (a fallback), not limited by the budget;
 - a client error (400, 401, 403, 404, 422) ends the request as it is; a 429 cools the target down;
 - streams commit at the first content token: before it nothing has reached the client, so a stalled or
-  failed stream can still be hedged over; after it the stream belongs to the winner.
+  failed stream can still be hedged over; after it the stream belongs to the winner;
 - losers are cancelled at once but not awaited here: their tasks live in the request's TaskGroup, which
   awaits them after the response, so teardown never delays the winner.
+
+Every attempt is owned by its `AttemptRun`, which settles it exactly once; the race decides how each ends.
+A streamed winner is handed over as a `StreamingWinner`, which settles its attempt when the stream ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from types import TracebackType
 
 from gateway.config.model import Target
-from gateway.engine.attempt import Attempt, AttemptStream, Launch, Outcome
-from gateway.engine.hooks import RequestRecord
+from gateway.engine.attempt import AttemptRun, RunResult, skipped
+from gateway.engine.hooks import HedgeSkipped
+from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.engine.runtime import Runtime
 from gateway.errors import FailureKind, GatewayError, ProviderError
-from gateway.formats import Aggregator, EventInfo
-from gateway.formats import anthropic as anthropic_format
-from gateway.formats import openai as openai_format
-from gateway.policies.bulkhead import Bulkhead
-from gateway.translate import stream_translator, upstream_request
-from gateway.wire import Json, SSEEvent, WireFormat
-
-log = logging.getLogger("gateway.engine")
+from gateway.formats.codecs import codec_for
+from gateway.providers import UpstreamRequest
+from gateway.translate import translation
+from gateway.wire import Json, SSEEvent
 
 
-
-_INSPECT: dict[WireFormat, Callable[[SSEEvent], EventInfo]] = {
-    WireFormat.OPENAI: openai_format.inspect, WireFormat.ANTHROPIC: anthropic_format.inspect}
-_AGGREGATOR: dict[WireFormat, Callable[[], Aggregator]] = {
-    WireFormat.OPENAI: openai_format.Aggregator, WireFormat.ANTHROPIC: anthropic_format.Aggregator}
-
-
-@dataclass(slots=True)
-class Committed:
-    """A streaming winner: `head` holds the client events up to its first content token."""
-
-    attempt: Attempt
-    stream: AttemptStream
-    head: list[SSEEvent]
-
-
-@dataclass(slots=True)
 class Completed:
-    """A non-streaming winner: the whole response body in the client's format."""
+    """A non-streaming winner: the whole response body in the client's format. Its attempt has ended."""
 
-    attempt: Attempt
-    body: Json
+    __slots__ = ("attempt", "attempts_sent", "body")
+
+    def __init__(self, attempt: Attempt, body: Json, attempts_sent: int) -> None:
+        self.attempt, self.body, self.attempts_sent = attempt, body, attempts_sent
+
+    @property
+    def target(self) -> Target:
+        return self.attempt.target
 
 
-_Result = list[SSEEvent] | Json | ProviderError
+class StreamBroken(GatewayError):
+    """A committed stream failed mid-way (the provider's fault). Its attempt is settled as a failure."""
+
+    def __init__(self, cause: ProviderError) -> None:
+        super().__init__(502, cause.message, type="api_error")
+        self.cause_type = cause.error_type
+
+
+class StreamingWinner:
+    """A committed stream: iterate it for the client's event batches (the head first, up to the first content
+    token). Use it as an async context manager: on exit the upstream is closed and the attempt settled, once,
+    by how the stream ended (complete: success; broken: `StreamBroken` raised, a provider failure; left by
+    the client or cut by the deadline: neutral)."""
+
+    __slots__ = ("_head", "_run", "attempts_sent")
+
+    def __init__(self, run: AttemptRun, head: list[SSEEvent], attempts_sent: int) -> None:
+        self._run, self._head, self.attempts_sent = run, head, attempts_sent
+
+    @property
+    def target(self) -> Target:
+        return self._run.target
+
+    def __aiter__(self) -> StreamingWinner:
+        return self
+
+    async def __anext__(self) -> list[SSEEvent]:
+        head = self._head
+        if head:
+            self._head = []
+            return head
+        run = self._run
+        while True:
+            try:
+                events = await run.next_batch()
+            except ProviderError as exc:
+                run.finish(Outcome.WON, exc)
+                raise StreamBroken(exc) from None
+            if events is None:
+                run.finish(Outcome.WON)
+                raise StopAsyncIteration
+            if events:
+                return events
+
+    async def __aenter__(self) -> StreamingWinner:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """No-op after a clean end; otherwise drops the upstream connection. Settles the attempt."""
+        try:
+            await self._run.aclose()
+        finally:
+            self._run.finish(Outcome.WON)
+
+
+Winner = Completed | StreamingWinner
 
 
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def run(self, record: RequestRecord, body: Json, tg: asyncio.TaskGroup,
-                  deadline: float) -> Committed | Completed:
-        """Race the alias's targets for `record`. `deadline` is in event-loop time."""
-        race = _Race(self.runtime, record, body, tg)
+    async def run(self, record: RequestRecord, body: Json, tg: asyncio.TaskGroup, deadline: float, *,
+                  forward_headers: Mapping[str, str] | None = None) -> Winner:
+        """Race the alias's targets for `record` (admitted: its route is set). `deadline` is in event-loop time.
+        `forward_headers` go upstream to providers of the door's own format only."""
+        race = _Race(self.runtime, record, body, tg, forward_headers or {})
         try:
             async with asyncio.timeout_at(deadline):
                 return await race.run()
         except TimeoutError:
-            race.cancel_pending()
-            raise GatewayError(504, f"deadline exceeded for model '{record.route.alias}'"
-                               + race.causes(), type="timeout_error") from None
+            race.cancel_pending(superseded=False)
+            raise GatewayError(504, f"deadline exceeded for model '{record.alias}'" + race.causes(),
+                               type="timeout_error") from None
         finally:
-            race.cancel_pending()
+            race.cancel_pending(superseded=False)  # a no-op when the race ended normally
 
 
 class _Race:
-    def __init__(self, runtime: Runtime, record: RequestRecord, body: Json, tg: asyncio.TaskGroup) -> None:
+    def __init__(self, runtime: Runtime, record: RequestRecord, body: Json, tg: asyncio.TaskGroup,
+                 forward_headers: Mapping[str, str]) -> None:
+        assert record.route is not None, "only an admitted request is raced"
         self.rt = runtime
         self.record = record
+        self.route = record.route
         self.body = body
         self.tg = tg
+        self.forward_headers = forward_headers
         self.loop = asyncio.get_running_loop()
-        self.pending: dict[asyncio.Task[_Result], AttemptStream] = {}
-        self.untried: Iterator[Target] = iter(record.route.targets)
-        self.remaining = len(record.route.targets)
+        self.pending: dict[asyncio.Task[RunResult], AttemptRun] = {}
+        self.next_target = 0
+        self.sent = 0
         self.unsupported: GatewayError | None = None
+        self.budget_refused = False  # the last hedge launch found a target, but the budget had no room
+        self.fallback_needed = False  # the last settled attempts include a failure
+        self.budget = runtime.budgets[self.route.alias]
         # Prompt tokens until the provider reports them: about 4 bytes of JSON per token (from the body's size,
         # known at the door; serialising the messages again here would cost as much as the request itself).
         self.input_estimate = max(1, (record.body_bytes or len(str(body.get("messages", "")))) // 4)
 
-    async def run(self) -> Committed | Completed:
-        rt, record = self.rt, self.record
-        hedge = record.route.hedge
-        budget = rt.budgets[record.route.alias]
-        budget.record_request()
-        tracker = rt.tracker(record.route, record.route.targets[0], record.stream)
-        delay = tracker.delay_s() if tracker is not None else hedge.delay_ms / 1000
-        record.hedge_delay_s = delay if hedge.enabled else None
-        if not self.launch(Launch.PRIMARY):
+    async def run(self) -> Winner:
+        hedge = self.route.hedge
+        primary = self.launch(Launch.PRIMARY)
+        if primary is None:
             raise self.all_failed()
+        self.budget.record_request()  # only requests that reached a provider earn hedges
+        # The delay follows the target that really went first (the first one may be skipped by its breaker).
+        tracker = self.rt.tracker(self.route, primary.target, self.record.stream)
+        delay = tracker.delay_s() if tracker is not None else hedge.delay_ms / 1000
+        self.record.hedge_delay_s = delay if hedge.enabled else None
         timer_launches = 1
         can_hedge = hedge.enabled
         hedge_at = self.loop.time() + delay
         while self.pending:
             timeout = None
-            if can_hedge and timer_launches < hedge.max_attempts and self.remaining:
+            if can_hedge and timer_launches < hedge.max_attempts and self.next_target < len(self.route.targets):
                 timeout = max(0.0, hedge_at - self.loop.time())
             done, _ = await asyncio.wait(self.pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:
-                if budget.try_spend():
+                if self.launch(Launch.HEDGE) is not None:
                     timer_launches += 1
-                    self.launch(Launch.HEDGE)
                     hedge_at = self.loop.time() + delay
-                else:
+                elif self.budget_refused:
                     can_hedge = False  # skipped, never queued
-                    record.hedges_skipped += 1
-                    rt.hooks.hedge_skipped(record, "budget")
+                    self.record.hedges_skipped += 1
+                    self.rt.hooks.hedge_skipped(HedgeSkipped(self.record.request_id, self.record.alias, "budget"))
                 continue
-            for task in done:
-                stream = self.pending.pop(task)
-                result = task.result()
-                if not isinstance(result, ProviderError):
-                    return self.won(stream, result)
-                self.failed(stream, result)
-                if result.kind is FailureKind.CLIENT:
-                    raise GatewayError(result.status or 400, result.message, type=_client_error_type(result))
-                # A failure launches the next target at once, skipping the rest of the delay.
-                if self.launch(Launch.FALLBACK):
-                    hedge_at = self.loop.time() + delay
+            winner = self.settle_done(done)
+            if winner is not None:
+                return winner
+            # A failure launches the next target at once, skipping the rest of the delay.
+            if self.fallback_needed and self.launch(Launch.FALLBACK) is not None:
+                hedge_at = self.loop.time() + delay
         raise self.all_failed()
 
-    def launch(self, kind: Launch) -> bool:
-        """Start the next admissible target; targets skipped on the way are recorded as such."""
-        rt, record = self.rt, self.record
-        for target in self.untried:
-            self.remaining -= 1
-            attempt = Attempt(index=len(record.attempts), target=target, launch=kind, started=rt.clock(),
-                              input_estimate=self.input_estimate)
-            record.attempts.append(attempt)
+    def settle_done(self, done: set[asyncio.Task[RunResult]]) -> Winner | None:
+        """Every finished attempt is settled: the first success (by attempt index) wins, failures go through
+        the failure path, and any other success that finished in the same tick is closed as a loser."""
+        self.fallback_needed = False
+        runs = sorted(((self.pending.pop(task), task.result()) for task in done), key=lambda rr: rr[0].index)
+        winner: Winner | None = None
+        client_error: GatewayError | None = None
+        for run, result in runs:
+            if isinstance(result, ProviderError):
+                self.failed(run, result)
+                if result.kind is FailureKind.CLIENT and client_error is None:
+                    client_error = GatewayError(result.status or 400, result.message,
+                                                type=_client_error_type(result))
+                self.fallback_needed = True
+            elif winner is None and client_error is None:
+                winner = self.won(run, result)
+            else:
+                self.lost(run)
+        if winner is not None:
+            return winner
+        if client_error is not None:
+            raise client_error
+        return None
+
+    def launch(self, kind: Launch) -> AttemptRun | None:
+        """Start the next admissible target; targets skipped on the way are recorded as such. A hedge is paid
+        from the budget only once a target will really be sent (`budget_refused` says when it was not)."""
+        rt, record, route = self.rt, self.record, self.route
+        self.budget_refused = False
+        while self.next_target < len(route.targets):
+            target = route.targets[self.next_target]
+            index = record.attempts_launched
             breaker = rt.breakers[target.provider]
             if rt.cooling_down(target):
-                self.skip(attempt, "rate_limited")
+                self.skip(index, target, kind, "rate_limited")
                 continue
             permit = breaker.try_acquire()
-            attempt.breaker_state = str(breaker.state)
+            breaker_state = str(breaker.state)
             if permit is None:
-                self.skip(attempt, "breaker_open")
+                self.skip(index, target, kind, "breaker_open")
                 continue
             bulkhead = rt.bulkheads.get(target.provider)
-            if bulkhead is not None and kind is Launch.HEDGE and not bulkhead.try_acquire():
-                permit.release()  # a hedge that would have to queue is better skipped
-                self.skip(attempt, "provider_busy")
-                continue
+            holds_slot = False
+            if bulkhead is not None and kind is Launch.HEDGE:
+                if not bulkhead.try_acquire():
+                    permit.release()  # a hedge that would have to queue is better skipped
+                    self.skip(index, target, kind, "provider_busy")
+                    continue
+                holds_slot = True
             provider = rt.providers[target.provider]
-            attempt.server_address, attempt.server_port = provider.server_address, provider.server_port
+            pair = translation(record.door, provider.kind)
             try:
-                upstream = upstream_request(record.door, provider.kind, self.body, model=target.model,
-                                            default_max_tokens=record.route.default_max_tokens)
+                body = pair.request(self.body, model=target.model, default_max_tokens=route.default_max_tokens)
             except GatewayError as exc:  # this request cannot be expressed in that provider's format
                 permit.release()
+                if holds_slot and bulkhead is not None:
+                    bulkhead.release()
                 self.unsupported = exc
-                self.skip(attempt, "unsupported_request")
+                self.skip(index, target, kind, "unsupported_request")
                 continue
-            stream = AttemptStream(attempt, provider, upstream, _INSPECT[provider.kind],
-                                   stream_translator(record.door, provider.kind), rt.clock, permit)
-            if bulkhead is not None and kind is Launch.HEDGE:
-                stream.slot_release = bulkhead.release
-            rt.hooks.attempt_started(record, attempt)
-            self.pending[self.tg.create_task(self.drive(stream, bulkhead))] = stream
-            return True
-        return False
+            if kind is Launch.HEDGE and not self.budget.try_spend():
+                permit.release()
+                if holds_slot and bulkhead is not None:
+                    bulkhead.release()
+                self.budget_refused = True
+                return None
+            self.next_target += 1
+            record.attempts_launched += 1
+            run = AttemptRun(record, index, target, kind, provider=provider,
+                             upstream=UpstreamRequest(body, self.forward_headers if pair.same_format else {}),
+                             inspect=codec_for(provider.kind).inspect, translator=pair.stream(), clock=rt.clock,
+                             hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
+                             input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot)
+            self.sent += 1
+            timeout_s = rt.config.providers[target.provider].timeout_s
+            aggregator = codec_for(record.door).aggregator
+            task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
+            self.pending[task] = run
+            return run
+        return None
 
-    async def drive(self, stream: AttemptStream, bulkhead: Bulkhead | None) -> _Result:
-        """Run one attempt up to its commit point; never raises (except when cancelled).
-
-        A committed stream keeps its bulkhead slot until the handler closes it; every other end frees it here.
-        """
-        committed = False
-        try:
-            if bulkhead is not None and stream.slot_release is None:
-                # Waits within the request deadline; the wait shows on the attempt (and its span).
-                stream.attempt.queue_wait_s = await bulkhead.acquire()
-                stream.slot_release = bulkhead.release
-            result = await self._drive(stream)
-            committed = self.record.stream and isinstance(result, list)
-            return result
-        finally:
-            if not committed:
-                stream.release_slot()
-
-    async def _drive(self, stream: AttemptStream) -> _Result:
-        timeout_s = self.rt.config.providers[stream.attempt.provider].timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                if self.record.stream:
-                    return await stream.until_content()
-                aggregator = _AGGREGATOR[self.record.door]()
-                try:
-                    async for events in stream.rest():
-                        for ev in events:
-                            aggregator.feed(ev)
-                    return aggregator.result()
-                except ProviderError:
-                    raise
-                except Exception as exc:  # events of the wrong shape (e.g. a null block index) cannot be assembled
-                    log.warning("attempt %s: answer cannot be assembled", stream.attempt.target.label, exc_info=True)
-                    await stream.aclose()
-                    return ProviderError(FailureKind.FAULT, f"{stream.attempt.provider}: malformed answer "
-                                         f"({type(exc).__name__})", error_type="bad_response")
-        except ProviderError as exc:
-            return exc
-        except TimeoutError:
-            await stream.aclose()
-            return ProviderError(FailureKind.FAULT, f"{stream.attempt.provider}: no answer within "
-                                 f"{timeout_s:g} s", error_type="timeout")
-        except Exception as exc:  # a bug must fail one attempt, not the gateway
-            log.exception("attempt %s crashed", stream.attempt.target.label)
-            await stream.aclose()
-            return ProviderError(FailureKind.FAULT, f"{stream.attempt.provider}: internal error "
-                                 f"({type(exc).__name__})", error_type="internal_error")
-
-    def won(self, stream: AttemptStream, result: list[SSEEvent] | Json) -> Committed | Completed:
-        rt, record, attempt = self.rt, self.record, stream.attempt
+    def won(self, run: AttemptRun, result: list[SSEEvent] | Json) -> Winner:
+        rt, record = self.rt, self.record
         now = rt.clock()
-        attempt.outcome = Outcome.WON
-        record.winner = attempt
-        if attempt.first_token_s is not None:
-            record.ttft_s = attempt.started + attempt.first_token_s - record.started
-        tracker = rt.tracker(record.route, attempt.target, record.stream)
+        record.winner_index = run.index
+        if run.first_token_s is not None:
+            record.ttft_s = run.started + run.first_token_s - record.started
+        tracker = rt.tracker(self.route, run.target, record.stream)
         if tracker is not None:
-            latency = attempt.first_token_s if record.stream else None
-            tracker.record(latency if latency is not None else now - attempt.started)
-        self.cancel_pending()
+            latency = run.first_token_s if record.stream else None
+            tracker.record(latency if latency is not None else now - run.started)
+        self.cancel_pending(superseded=True)
         if isinstance(result, list):
-            # The stream's breaker permit is settled when it ends: a mid-stream failure is the provider's.
-            return Committed(attempt, stream, result)
-        if stream.permit is not None:
-            stream.permit.success()
-        attempt.ended = now
-        rt.hooks.attempt_finished(record, attempt)
-        return Completed(attempt, result)
+            return StreamingWinner(run, result, self.sent)
+        return Completed(run.finish(Outcome.WON), result, self.sent)
 
-    def failed(self, stream: AttemptStream, error: ProviderError) -> None:
-        attempt = stream.attempt
-        attempt.outcome, attempt.error, attempt.ended = Outcome.FAILED, error, self.rt.clock()
-        if stream.permit is not None:
-            if error.kind is FailureKind.FAULT:
-                stream.permit.failure()
-            else:  # a client error or a 429 says nothing about the provider's health
-                stream.permit.release()
+    def failed(self, run: AttemptRun, error: ProviderError) -> None:
         if error.kind is FailureKind.RATE_LIMITED:
-            self.rt.cool_down(attempt.target, error.retry_after_s)
-        self.rt.hooks.attempt_finished(self.record, attempt)
+            self.rt.cool_down(run.target, error.retry_after_s)
+        run.finish(Outcome.FAILED, error)
 
-    def skip(self, attempt: Attempt, reason: str) -> None:
-        attempt.outcome, attempt.skip_reason, attempt.ended = Outcome.SKIPPED, reason, attempt.started
-        attempt.breaker_state = str(self.rt.breakers[attempt.provider].state)
-        self.rt.hooks.attempt_finished(self.record, attempt)
+    def lost(self, run: AttemptRun) -> None:
+        """A success that finished in the same tick as the winner: a loser whose stream must still be closed."""
+        run.finish(Outcome.CANCELLED)
+        self.tg.create_task(run.aclose())
 
-    def cancel_pending(self) -> None:
-        """Cancel every running attempt now; the TaskGroup awaits them after the response is sent."""
+    def skip(self, index: int, target: Target, kind: Launch, reason: str) -> None:
+        self.next_target += 1
+        self.record.attempts_launched += 1
+        skipped(self.record, index, target, kind, reason, breaker_state=str(self.rt.breakers[target.provider].state),
+                now=self.rt.clock(), input_estimate=self.input_estimate, hooks=self.rt.hooks)
+
+    def cancel_pending(self, *, superseded: bool) -> None:
+        """End every attempt still running: cancelled now, awaited by the TaskGroup after the response.
+
+        `superseded`: another attempt won, so a loser's running time is a lower bound of its latency and
+        goes into its latency window; an attempt cut by the deadline or by the client says nothing of it."""
         now = self.rt.clock()
-        for task, stream in self.pending.items():
+        for task, run in self.pending.items():
+            result = task.result() if task.done() and not task.cancelled() else None
+            if isinstance(result, ProviderError):
+                self.failed(run, result)  # finished in this very tick: it failed, and is counted so
+                continue
             task.cancel()
-            attempt = stream.attempt
-            attempt.outcome, attempt.ended = Outcome.CANCELLED, now
-            if stream.permit is not None:
-                stream.permit.release()
-            tracker = self.rt.tracker(self.record.route, attempt.target, self.record.stream)
-            if tracker is not None:
-                tracker.record(now - attempt.started)  # superseded: a lower bound of its latency
-            self.rt.hooks.attempt_finished(self.record, attempt)
+            if task.done():  # finished in this tick with an answer nobody will read: close its stream
+                self.tg.create_task(run.aclose())
+            run.finish(Outcome.CANCELLED)
+            if superseded:
+                tracker = self.rt.tracker(self.route, run.target, self.record.stream)
+                if tracker is not None:
+                    tracker.record(now - run.started)
         self.pending.clear()
 
     def causes(self) -> str:
         parts = []
-        for a in self.record.attempts:
+        for a in sorted(self.record.attempts, key=lambda a: a.index):
             if a.error is not None:
                 parts.append(f"{a.target.label}: {a.error.message}")
             elif a.skip_reason is not None:
@@ -291,8 +331,7 @@ class _Race:
 
     def all_failed(self) -> GatewayError:
         attempts = self.record.attempts
-        alias = self.record.route.alias
-        message = f"all {len(attempts)} attempts for model '{alias}' failed" + self.causes()
+        message = f"all {len(attempts)} attempts for model '{self.record.alias}' failed" + self.causes()
 
         def every(pred: Callable[[Attempt], bool]) -> bool:
             return bool(attempts) and all(pred(a) for a in attempts)

@@ -6,7 +6,7 @@ import logging
 
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig, ModelRoute, Target
-from gateway.engine.hooks import Hooks
+from gateway.engine.hooks import BreakerChanged, Hooks, guarded
 from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
 from gateway.policies.bulkhead import Bulkhead
@@ -25,7 +25,7 @@ class Runtime:
         """`previous`: the runtime of the config being reloaded. What belongs to providers whose config did not
         change (connections, breaker, latency windows, 429 cool-downs, bulkhead) is carried over."""
         self.config = config
-        self.hooks = hooks or Hooks()
+        self.hooks = guarded(hooks or Hooks())  # no observer can fail a request
         self.clock = clock
         kept = set() if previous is None else {
             name for name, p in config.providers.items() if previous.config.providers.get(name) == p}
@@ -57,7 +57,7 @@ class Runtime:
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit breaker %s: %s -> %s", name, old, new)
-        self.hooks.breaker_changed(name, str(old), str(new))
+        self.hooks.breaker_changed(BreakerChanged(name, str(old), str(new)))
 
     def tracker(self, route: ModelRoute, target: Target, stream: bool) -> LatencyTracker | None:
         """The latency window behind an adaptive delay: per target, TTFT for streams, full latency otherwise."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import orjson
 
-from gateway.wire import Json, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent
 
 
 def openai_stream(body: Json) -> list[SSEEvent]:
@@ -56,7 +54,3 @@ def anthropic_stream(body: Json) -> list[SSEEvent]:
                             "usage": {"output_tokens": usage.get("output_tokens", 0)}}, "message_delta"))
     events.append(SSEEvent({"type": "message_stop"}, "message_stop"))
     return events
-
-
-REPLAY: dict[WireFormat, Callable[[Json], list[SSEEvent]]] = {
-    WireFormat.OPENAI: openai_stream, WireFormat.ANTHROPIC: anthropic_stream}

@@ -136,7 +136,7 @@ class CircuitBreaker:
         self.name = name
         self.options = options
         self._clock = clock
-        self._on_state_change = on_state_change
+        self._listeners: list[StateChangeCallback] = [] if on_state_change is None else [on_state_change]
         self._epoch = 0
         self._opened_at = 0.0  # injected-clock time of the latest transition to open
         self._probe_in_flight = False
@@ -233,7 +233,11 @@ class CircuitBreaker:
 
     def _report_transitions(self) -> None:
         events, self._pending = self._pending, []
-        if self._on_state_change is None:
-            return
         for old, new in events:
-            self._on_state_change(self.name, old, new)
+            for listener in self._listeners:
+                listener(self.name, old, new)
+
+    def add_listener(self, listener: StateChangeCallback) -> None:
+        """Also call `listener(name, old, new)` on every state change (once, however often it is added)."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)

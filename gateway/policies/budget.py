@@ -56,12 +56,19 @@ class HedgeBudget:
         """A delay-launched hedge wants to go. True (and counted) if the window has room for it,
         else False: skip the hedge."""
         slot = self._rotate()
-        allowed = self.options.min_per_window + self.options.percent * self._request_total / 100.0
-        if self._hedge_total >= allowed:
+        if not self._has_room():
             return False
         self._hedges[slot] += 1
         self._hedge_total += 1
         return True
+
+    def has_room(self) -> bool:
+        """Whether `try_spend` would succeed now (nothing is counted)."""
+        self._rotate()
+        return self._has_room()
+
+    def _has_room(self) -> bool:
+        return self._hedge_total < self.options.min_per_window + self.options.percent * self._request_total / 100.0
 
     def snapshot(self) -> tuple[int, int]:
         """(requests, hedges) in the current window, for metrics and tests."""

@@ -1,15 +1,18 @@
-"""Provider adapters: one small interface (`Provider`), one implementation per wire format."""
+"""Provider adapters: one small interface (`Provider`), one HTTP implementation, an endpoint per provider kind."""
+
+from collections.abc import Callable
 
 from gateway.config.model import ProviderConfig
-from gateway.providers.anthropic import AnthropicProvider
-from gateway.providers.base import Provider
-from gateway.providers.openai import OpenAIProvider
+from gateway.providers import anthropic, openai
+from gateway.providers.http import Endpoint, HttpProvider
+from gateway.providers.protocol import Provider, UpstreamRequest
 from gateway.wire import WireFormat
 
-__all__ = ["AnthropicProvider", "OpenAIProvider", "Provider", "create_provider"]
+__all__ = ["Endpoint", "HttpProvider", "Provider", "UpstreamRequest", "create_provider"]
+
+_ENDPOINTS: dict[WireFormat, Callable[[ProviderConfig], Endpoint]] = {
+    WireFormat.OPENAI: openai.endpoint, WireFormat.ANTHROPIC: anthropic.endpoint}
 
 
 def create_provider(config: ProviderConfig) -> Provider:
-    if config.kind is WireFormat.OPENAI:
-        return OpenAIProvider(config)
-    return AnthropicProvider(config)
+    return HttpProvider(config, _ENDPOINTS[config.kind](config))

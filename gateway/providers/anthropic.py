@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.providers.base import Provider
-from gateway.wire import WireFormat
+from gateway.config.model import ProviderConfig
+from gateway.providers.http import Endpoint
 
 
-class AnthropicProvider(Provider):
-    kind = WireFormat.ANTHROPIC
-
-    def url(self) -> str:
-        return f"{self.config.base_url}/v1/messages"
-
-    def headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "text/event-stream",
-                   "anthropic-version": self.config.anthropic_version}
-        if self.config.api_key:
-            headers["x-api-key"] = self.config.api_key
-        return headers
+def endpoint(config: ProviderConfig) -> Endpoint:
+    # The configured version is a default: an Anthropic client's own `anthropic-version` is forwarded over it.
+    headers = {"content-type": "application/json", "accept": "text/event-stream",
+               "anthropic-version": config.anthropic_version}
+    if config.api_key:
+        headers["x-api-key"] = config.api_key
+    return Endpoint(f"{config.base_url}/v1/messages", headers)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.providers.base import Provider
-from gateway.wire import WireFormat
+from gateway.config.model import ProviderConfig
+from gateway.providers.http import Endpoint
 
 
-class OpenAIProvider(Provider):
-    kind = WireFormat.OPENAI
-
-    def url(self) -> str:
-        return f"{self.config.base_url}/chat/completions"
-
-    def headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "text/event-stream"}
-        if self.config.api_key:
-            headers["authorization"] = f"Bearer {self.config.api_key}"
-        return headers
+def endpoint(config: ProviderConfig) -> Endpoint:
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    if config.api_key:
+        headers["authorization"] = f"Bearer {config.api_key}"
+    return Endpoint(f"{config.base_url}/chat/completions", headers)

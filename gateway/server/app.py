@@ -13,9 +13,9 @@ from aiohttp import web
 
 from gateway.config import ConfigError, load_config
 from gateway.errors import GatewayError
+from gateway.formats.codecs import ANTHROPIC, OPENAI, Codec
 from gateway.server import handlers
 from gateway.server.auth import check_bearer
-from gateway.server.doors import OPENAI_DOOR, door_for_path
 from gateway.server.gateway import GATEWAY, Gateway, GatewayHolder, current_gateway
 from gateway.telemetry import PROMETHEUS_CONTENT_TYPE
 
@@ -33,7 +33,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        door = door_for_path(request.path)
+        door = codec_for_path(request.path)
         if exc.status == 413:
             message = (f"request body too large (limit {current_gateway(request).config.server.max_body_mb:g} MB)")
         elif exc.status == 404:
@@ -42,6 +42,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             message = exc.reason
         err = GatewayError(exc.status, message)
         return web.json_response(door.error_body(err), status=exc.status, headers=_allow(exc))
+
+
+def codec_for_path(path: str) -> Codec:
+    """The door a path belongs to, for errors outside the handlers: Anthropic's under /v1/messages."""
+    return ANTHROPIC if path.startswith("/v1/messages") else OPENAI
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:
@@ -96,11 +101,11 @@ async def admin_reload(request: web.Request) -> web.Response:
     try:
         check_bearer(request, secret, "the admin API")
     except GatewayError as denied:
-        return web.json_response(OPENAI_DOOR.error_body(denied), status=denied.status)
+        return web.json_response(OPENAI.error_body(denied), status=denied.status)
     problem = await reload_config(request.app)
     if problem is not None:
         rejected = GatewayError(400, f"reload rejected: {problem}")
-        return web.json_response(OPENAI_DOOR.error_body(rejected), status=400)
+        return web.json_response(OPENAI.error_body(rejected), status=400)
     return web.json_response({"status": "reloaded"})
 
 
@@ -122,7 +127,7 @@ async def admin_stats(request: web.Request) -> web.Response:
     try:
         check_bearer(request, gw.config.server.admin_key, "the admin API")
     except GatewayError as denied:
-        return web.json_response(OPENAI_DOOR.error_body(denied), status=denied.status)
+        return web.json_response(OPENAI.error_body(denied), status=denied.status)
     return web.json_response({**_process_stats(), "in_flight": gw.in_flight})
 
 

@@ -10,9 +10,8 @@ from aiohttp import web
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig
 from gateway.engine import Engine, Hooks, Runtime
-from gateway.engine.hooks import CompositeHooks
 from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
-from gateway.state import SharedAnswers, SharedLimiter, SharedState
+from gateway.state import SharedAnswers, SharedLimiter, StateBackend
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.server")
@@ -39,24 +38,23 @@ class Gateway:
         self._given_hooks = hooks
         # Rate limits, cache and breaker openings: this process's, or shared with other replicas via Redis.
         # Created once, like the telemetry: a reload keeps it (the first gateway owns and closes it).
-        self.shared: SharedState = SharedState(config.state, clock=clock) if previous is None else previous.shared
-        self.owns_shared = previous is None
-        if previous is not None and config.state != previous.shared.config:
+        self.state_backend: StateBackend = (StateBackend(config.state, clock=clock) if previous is None
+                                            else previous.state_backend)
+        self.owns_state_backend = previous is None
+        if previous is not None and config.state != previous.state_backend.config:
             log.warning("state (the shared state backend) changes take effect at the next restart")
-        if self.shared.breaker_hooks is not None:  # local breaker openings are published to the other replicas
-            hooks = CompositeHooks(hooks or Hooks(), self.shared.breaker_hooks)
         self.runtime: Runtime = Runtime(config, hooks=hooks, clock=clock,
                                previous=None if previous is None else previous.runtime)
-        self.shared.attach(self.runtime.breakers)
+        self.state_backend.attach(self.runtime.breakers)  # their openings are shared, when Redis is there
         self.engine = Engine(self.runtime)
-        self.limiter: SharedLimiter = self.shared.limiter
+        self.limiter: SharedLimiter = self.state_backend.limiter
         self.caches = {alias: ResponseCache(route.cache, clock=clock)
                        for alias, route in config.models.items() if route.cache is not None}
         if previous is not None:
             for alias, cache in previous.caches.items():
                 if alias in self.caches and cache.options == self.caches[alias].options:
                     self.caches[alias] = cache
-        self.answers: SharedAnswers = self.shared.answers(self.caches)  # the caches, and Redis behind them
+        self.answers: SharedAnswers = self.state_backend.answers(self.caches)  # the caches, and Redis behind them
         self.coalescer: Coalescer[CachedAnswer] = Coalescer()
         self.in_flight = 0  # requests running on this gateway (a retired one closes when it reaches 0)
         self.idle = asyncio.Event()
@@ -84,8 +82,8 @@ class Gateway:
     async def aclose(self) -> None:
         await self.coalescer.aclose()
         await self.runtime.aclose()
-        if self.owns_shared:
-            await self.shared.aclose()
+        if self.owns_state_backend:
+            await self.state_backend.aclose()
         if self.telemetry is not None and self.owns_telemetry:
             await self.telemetry.shutdown()
 
@@ -125,7 +123,7 @@ class GatewayHolder:
         await current.coalescer.aclose()
         current.runtime.dropped = None  # the last one closes everything it has
         await current.runtime.aclose()
-        await self.first.shared.aclose()  # shared by every gateway since the first
+        await self.first.state_backend.aclose()  # shared by every gateway since the first
         if self.first.telemetry is not None:
             await self.first.telemetry.shutdown()
 

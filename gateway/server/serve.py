@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.engine.hooks import CompositeHooks
+from gateway.engine import CompositeHooks
 from gateway.logs import RequestLog
 
 log = logging.getLogger("gateway")
@@ -30,9 +30,8 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     telemetry = setup_telemetry(config.telemetry, os.environ)
     if telemetry.tracer_provider is not None:
         trace.set_tracer_provider(telemetry.tracer_provider)  # the application may; library code never does
-    # The request log first: when the telemetry hooks end the request span they let go of it, and the log line
-    # wants its trace id.
-    telemetry.hooks = CompositeHooks(RequestLog(), telemetry.hooks)
+    # Observers in any order: the request log and the spans both read the trace id the door chose.
+    telemetry.hooks = CompositeHooks(telemetry.hooks, RequestLog())
     gateway = Gateway(config, telemetry=telemetry)  # owns it: flushed and shut down with the app
     app = build_app(gateway, config_path=config_path)
     # handler_cancellation: a client that disconnects cancels its request, and with it every attempt.

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from gateway.clock import Clock, monotonic
 from gateway.config.model import StateConfig
-from gateway.engine.hooks import Hooks
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.cache import ResponseCache
 from gateway.policies.ratelimit import RateLimiter
@@ -20,7 +19,7 @@ from gateway.state.answers import LocalAnswers, SharedAnswers
 from gateway.state.limiter import LocalLimiter, SharedLimiter
 
 
-class SharedState:
+class StateBackend:
     """Created once per process (a config reload keeps it: `state` changes need a restart). With the redis
     backend it starts background tasks, so create it with an event loop running, and `aclose` it."""
 
@@ -28,7 +27,6 @@ class SharedState:
         self.config = config
         self.local_limiter = RateLimiter(clock=clock)
         self.limiter: SharedLimiter = LocalLimiter(self.local_limiter)
-        self.breaker_hooks: Hooks | None = None  # reports local breaker openings to the other replicas
         self._closed = False
         if config.backend != "redis":
             self._redis = None
@@ -42,7 +40,6 @@ class SharedState:
         sync = BreakerSync(link, config.key_prefix)
         self._redis = (link, sync)
         self.limiter = RedisLimiter(link, config.key_prefix, self.local_limiter)
-        self.breaker_hooks = sync
         link.start()
         sync.start()
 

@@ -19,7 +19,6 @@ import socket
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.engine.hooks import Hooks
 from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.state.errors import RedisUnavailable
 
@@ -46,8 +45,8 @@ return 0
 """
 
 
-class BreakerSync(Hooks):
-    """Publishes local openings (as a `Hooks`, from `breaker_changed`) and applies shared ones (a task)."""
+class BreakerSync:
+    """Publishes local openings (a listener on each breaker) and applies shared ones (a polling task)."""
 
     def __init__(self, link: RedisLink, key_prefix: str) -> None:
         self._link = link
@@ -60,14 +59,16 @@ class BreakerSync(Hooks):
         self._poller: asyncio.Task[None] | None = None
 
     def attach(self, breakers: Mapping[str, CircuitBreaker]) -> None:
-        """The breakers of the current config (called again after each reload)."""
+        """The breakers of the current config (called again after each reload): listened to, and polled for."""
         self._breakers = breakers
+        for breaker in breakers.values():
+            breaker.add_listener(self.breaker_changed)
 
     def start(self) -> None:
         self._poller = asyncio.get_running_loop().create_task(self._poll_forever(), name="breaker-sync")
 
-    def breaker_changed(self, provider: str, old: str, new: str) -> None:
-        if new != BreakerState.OPEN or self._applying or not self._link.up:
+    def breaker_changed(self, provider: str, old: BreakerState, new: BreakerState) -> None:
+        if new is not BreakerState.OPEN or self._applying or not self._link.up:
             return
         breaker = self._breakers.get(provider)
         if breaker is not None:

@@ -6,11 +6,10 @@ one SERVER span per request and one CLIENT span per attempt plus metrics; `metri
 """
 
 from gateway.telemetry.hooks import TelemetryHooks
-from gateway.telemetry.incoming import IncomingRequest
 from gateway.telemetry.jsonl_exporter import JsonLinesSpanExporter
 from gateway.telemetry.otel_env import TelemetrySetupError
 from gateway.telemetry.pipeline import Telemetry, setup_telemetry
 from gateway.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "IncomingRequest", "JsonLinesSpanExporter", "Telemetry", "TelemetryHooks",
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "JsonLinesSpanExporter", "Telemetry", "TelemetryHooks",
            "TelemetrySetupError", "setup_telemetry"]

@@ -19,11 +19,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.trace import SpanKind
 
-from gateway.engine.attempt import Attempt, Outcome
-from gateway.engine.hooks import RequestRecord
+from gateway.engine import Attempt, AttemptStarted, Outcome, RequestStarted, RequestSummary
 from gateway.telemetry import span_attributes
-from gateway.telemetry.hooks import _W3C, TelemetryHooks
-from gateway.telemetry.incoming import IncomingRequest
+from gateway.telemetry.hooks import W3C, TelemetryHooks
 from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
 from gateway.telemetry.metrics import GatewayMetrics
 
@@ -31,15 +29,13 @@ from gateway.telemetry.metrics import GatewayMetrics
 class _FileSpan:
     """A span being recorded: ids, start time, the attributes known at its start."""
 
-    __slots__ = ("attributes", "parent_id", "span_id", "start_ns", "trace_id")
+    __slots__ = ("attempts", "attributes", "parent_id", "span_id", "start_ns", "trace_id")
 
     def __init__(self, trace_id: str, span_id: str, parent_id: str | None, attributes: dict[str, Any]) -> None:
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id, parent_id
         self.start_ns = time.time_ns()
         self.attributes = attributes
-
-    def get_span_context(self) -> trace.SpanContext:  # for the request log's trace id
-        return trace.SpanContext(int(self.trace_id, 16), int(self.span_id, 16), is_remote=False)
+        self.attempts: dict[int, _FileSpan] = {}  # a request's open attempt spans, by attempt index
 
 
 def _new_id(bits: int) -> int:
@@ -55,55 +51,59 @@ class FileSpanHooks(TelemetryHooks):
         self._writer = writer
         self._sampler = sampler
         self._service = service_name
+        self._spans: dict[int, _FileSpan] = {}  # request id -> its span, while the request runs
 
-    def request_started(self, record: RequestRecord) -> None:
-        incoming = record.context
-        record.context = None
-        parent_ctx = Context()
-        attrs = span_attributes.request_start(record)
-        if isinstance(incoming, IncomingRequest):
-            parent_ctx = _W3C.extract(incoming.headers, parent_ctx)
-            if self._capture_content:
-                attrs.update(span_attributes.content(incoming.body))
+    def request_started(self, event: RequestStarted) -> None:
+        parent_ctx = W3C.extract(event.headers, Context())
+        attrs = span_attributes.request_start(event)
+        if self._capture_content:
+            attrs.update(span_attributes.content(event.body))
         parent = trace.get_current_span(parent_ctx).get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else _new_id(128)
-        name = f"chat {record.route.alias}"
-        decision = self._sampler.should_sample(parent_ctx, trace_id, name, SpanKind.SERVER, attrs)
+        name = f"{event.endpoint} {event.alias}"
+        decision = self._sampler.should_sample(parent_ctx, event.trace_id, name, SpanKind.SERVER, attrs)
         if decision.decision is Decision.RECORD_AND_SAMPLE:
-            record.context = _FileSpan(format(trace_id, "032x"), format(_new_id(64), "016x"),
-                                       format(parent.span_id, "016x") if parent.is_valid else None, attrs)
+            self._spans[event.request_id] = _FileSpan(
+                format(event.trace_id, "032x"), format(_new_id(64), "016x"),
+                format(parent.span_id, "016x") if parent.is_valid else None, attrs)
 
-    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
-        state = record.context
-        if isinstance(state, _FileSpan):
-            attempt.context = _FileSpan(state.trace_id, format(_new_id(64), "016x"), state.span_id,
-                                        span_attributes.attempt_start(attempt, self._kind(attempt.provider)))
+    def attempt_started(self, event: AttemptStarted) -> None:
+        state = self._spans.get(event.request_id)
+        if state is not None:
+            state.attempts[event.index] = _FileSpan(
+                state.trace_id, format(_new_id(64), "016x"), state.span_id,
+                span_attributes.attempt_start(event, self._kind(event.target.provider)))
 
-    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
-        super().attempt_finished(record, attempt)  # metrics
-        span = attempt.context
-        if not isinstance(span, _FileSpan):
-            state = record.context
-            if attempt.outcome is not Outcome.SKIPPED or not isinstance(state, _FileSpan):
+    def attempt_finished(self, attempt: Attempt) -> None:
+        super().attempt_finished(attempt)  # metrics
+        state = self._spans.get(attempt.request_id)
+        if state is None:
+            return
+        span = state.attempts.pop(attempt.index, None)
+        if span is None:
+            if attempt.outcome is not Outcome.SKIPPED:
                 return
             # Never sent: a zero-length span.
             span = _FileSpan(state.trace_id, format(_new_id(64), "016x"), state.span_id,
                              span_attributes.attempt_start(attempt, self._kind(attempt.provider)))
-        attempt.context = None  # written exactly once
-        span.attributes.update(span_attributes.attempt_end(attempt))
-        self._write(f"chat {attempt.target.model}", "CLIENT", span, "ERROR" if attempt.error is not None else "UNSET")
+        self._end_attempt(attempt, span)
 
-    def request_finished(self, record: RequestRecord) -> None:
-        super().request_finished(record)  # metrics
-        state = record.context
-        if not isinstance(state, _FileSpan):
+    def _end_attempt(self, attempt: Attempt | None, span: _FileSpan) -> None:
+        if attempt is not None:
+            span.attributes.update(span_attributes.attempt_end(attempt))
+        name = f"chat {attempt.target.model}" if attempt is not None else "chat"
+        self._write(name, "CLIENT", span, "ERROR" if attempt is not None and attempt.error is not None else "UNSET")
+
+    def request_finished(self, summary: RequestSummary) -> None:
+        super().request_finished(summary)  # metrics
+        state = self._spans.pop(summary.request_id, None)
+        if state is None:
             return
-        for attempt in record.attempts:  # an attempt the engine never reported finished still ends
-            if isinstance(attempt.context, _FileSpan):
-                self.attempt_finished(record, attempt)
-        state.attributes.update(span_attributes.request_end(record))
+        for index, span in state.attempts.items():  # an attempt never reported finished still ends
+            self._end_attempt(next((a for a in summary.attempts if a.index == index), None), span)
+        state.attributes.update(span_attributes.request_end(summary))
         # HTTP server semantics: a 4xx is the client's doing, only a 5xx fails the server span.
-        self._write(f"chat {record.route.alias}", "SERVER", state, "ERROR" if record.status >= 500 else "UNSET")
+        self._write(f"{summary.endpoint} {summary.alias}", "SERVER", state,
+                    "ERROR" if summary.status >= 500 else "UNSET")
 
     def _write(self, name: str, kind: str, span: _FileSpan, status: str) -> None:
         self._writer.add({"name": name, "trace_id": span.trace_id, "span_id": span.span_id,

@@ -15,7 +15,7 @@ from typing import Final
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.util.types import Attributes
 
-from gateway.engine.attempt import Attempt, Outcome
+from gateway.engine.records import Attempt, Outcome
 from gateway.telemetry import names as n
 
 # The GenAI semantic conventions' advisory buckets, so dashboards built for them fit.

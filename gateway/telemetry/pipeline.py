@@ -24,7 +24,7 @@ from gateway.config.model import GatewayConfig, TelemetryConfig
 from gateway.engine.hooks import Hooks
 from gateway.telemetry import otel_env, prometheus
 from gateway.telemetry.file_spans import FileSpanHooks
-from gateway.telemetry.hooks import TelemetryHooks
+from gateway.telemetry.hooks import GivenTraceIds, TelemetryHooks
 from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
 from gateway.telemetry.metrics import GatewayMetrics
 
@@ -117,8 +117,10 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
         processors.append(file_writer)
         log.info("writing traces to %s", config.traces_file)
     tracer_provider: TracerProvider | None = None
+    trace_ids = GivenTraceIds()  # request spans take the trace id the door chose (the request log names it too)
     if processors:  # no exporter at all: skip span creation entirely rather than build spans nobody reads
-        tracer_provider = TracerProvider(sampler=sampler, resource=resource, shutdown_on_exit=False)
+        tracer_provider = TracerProvider(sampler=sampler, resource=resource, shutdown_on_exit=False,
+                                         id_generator=trace_ids)
         for processor in processors:
             tracer_provider.add_span_processor(processor)
 
@@ -144,6 +146,6 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
         hooks = FileSpanHooks(file_writer, sampler, str(resource.attributes.get("service.name", "")), metrics,
                               capture_content=config.capture_content)
     else:
-        hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content)
+        hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content, trace_ids=trace_ids)
     return Telemetry(hooks=hooks, tracer_provider=tracer_provider, meter_provider=meter_provider,
                      metrics_reader=metrics_reader)

@@ -10,30 +10,28 @@ from typing import Any
 
 import orjson
 
-from gateway.engine.attempt import Attempt, Outcome
-from gateway.engine.hooks import RequestRecord
+from gateway.engine import Attempt, AttemptStarted, Outcome, RequestStarted, RequestSummary
 from gateway.telemetry import names as n
 from gateway.wire import Json
 
 Attrs = dict[str, Any]
 
 
-def request_start(record: RequestRecord) -> Attrs:
-    return {n.OPERATION: n.CHAT, n.REQUEST_MODEL: record.route.alias, n.DOOR: str(record.door),
-            n.STREAM: record.stream}
+def request_start(event: RequestStarted) -> Attrs:
+    return {n.OPERATION: event.endpoint, n.REQUEST_MODEL: event.alias, n.DOOR: str(event.door),
+            n.STREAM: event.stream}
 
 
-def request_end(record: RequestRecord) -> Attrs:
+def request_end(record: RequestSummary) -> Attrs:
     attrs: Attrs = {
-        n.ATTEMPTS: sum(1 for a in record.attempts if a.outcome is not Outcome.SKIPPED),
+        n.ATTEMPTS: record.sent_attempts,
         n.HEDGED: record.hedged,
         n.HEDGES_SKIPPED: record.hedges_skipped,
         n.COST_USD: record.cost_usd,
         n.WASTED_COST_USD: record.wasted_cost_usd,
         n.HTTP_STATUS: record.status,
     }
-    if record.latency_s is not None:
-        attrs[n.LATENCY_MS] = record.latency_s * 1000
+    attrs[n.LATENCY_MS] = record.latency_s * 1000
     if record.ttft_s is not None:
         attrs[n.TTFT_MS] = record.ttft_s * 1000
     if record.hedge_delay_s is not None:
@@ -60,7 +58,7 @@ def content(body: Json) -> Attrs:
     return attrs
 
 
-def attempt_start(attempt: Attempt, provider_kind: str) -> Attrs:
+def attempt_start(attempt: AttemptStarted | Attempt, provider_kind: str) -> Attrs:
     target = attempt.target
     attrs: Attrs = {
         n.OPERATION: n.CHAT,

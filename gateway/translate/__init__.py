@@ -6,6 +6,8 @@ for a single JSON answer), so only two things are translated: the request body, 
 the stream events, provider -> client.
 
 Requests that cannot be expressed in the provider's format raise a 400 `GatewayError` naming the field.
+Every pair is a `Translation`, looked up once per attempt with `translation(client, provider)`; adding a wire
+format means adding its pair modules and their entries in `_PAIRS`.
 """
 
 from __future__ import annotations
@@ -28,32 +30,89 @@ class StreamTranslator(Protocol):
         ...
 
 
-def upstream_request(client: WireFormat, provider: WireFormat, body: Json, *, model: str,
-                     default_max_tokens: int, send_sampling_params: bool = False) -> Json:
-    """The provider-format body to send for the client's `body`, with `model` as the target's model.
+class Translation(Protocol):
+    """One (client format, provider format) pair."""
 
-    Always streaming: OpenAI providers get `stream_options.include_usage`, Anthropic providers get
-    `max_tokens` (the client's, else `default_max_tokens`). Never mutates `body`: the same client body is
-    translated for several targets concurrently. `send_sampling_params` forwards an OpenAI client's
-    temperature/top_p to Anthropic (only for anthropic-version 2023-06-01 and models that still take them).
-    """
-    if client is provider:
-        if provider is WireFormat.OPENAI:
-            return passthrough.openai_request(body, model=model)
+    @property
+    def same_format(self) -> bool:
+        """True when nothing is translated: the client's forwardable headers may go upstream too."""
+        ...
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        """The provider-format body to send for the client's `body`, with `model` as the target's model.
+
+        Always streaming: OpenAI providers get `stream_options.include_usage`, Anthropic providers get
+        `max_tokens` (the client's, else `default_max_tokens`). Never mutates `body`: the same client body is
+        translated for several targets concurrently."""
+        ...
+
+    def stream(self) -> StreamTranslator:
+        """A translator for one provider stream (the passthrough one is stateless and shared)."""
+        ...
+
+
+class _OpenAIToOpenAI:
+    same_format = True
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return passthrough.openai_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return passthrough.PASSTHROUGH
+
+
+class _AnthropicToAnthropic:
+    same_format = True
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
         return passthrough.anthropic_request(body, model=model, default_max_tokens=default_max_tokens)
-    if provider is WireFormat.ANTHROPIC:
-        return openai_via_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens,
-                                                     send_sampling_params=send_sampling_params)
-    return anthropic_via_openai.translate_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return passthrough.PASSTHROUGH
+
+
+class _OpenAIViaAnthropic:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return openai_via_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens)
+
+    def stream(self) -> StreamTranslator:
+        return openai_via_anthropic.AnthropicStreamToChatChunks()
+
+
+class _AnthropicViaOpenAI:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return anthropic_via_openai.translate_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return anthropic_via_openai.ChatChunksToAnthropicStream()
+
+
+_PAIRS: dict[tuple[WireFormat, WireFormat], Translation] = {
+    (WireFormat.OPENAI, WireFormat.OPENAI): _OpenAIToOpenAI(),
+    (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): _AnthropicToAnthropic(),
+    (WireFormat.OPENAI, WireFormat.ANTHROPIC): _OpenAIViaAnthropic(),
+    (WireFormat.ANTHROPIC, WireFormat.OPENAI): _AnthropicViaOpenAI(),
+}
+
+
+def translation(client: WireFormat, provider: WireFormat) -> Translation:
+    """How a request from a `client`-format door is sent to a `provider`-format provider, and back."""
+    return _PAIRS[(client, provider)]
+
+
+def upstream_request(client: WireFormat, provider: WireFormat, body: Json, *, model: str,
+                     default_max_tokens: int) -> Json:
+    """Shorthand for `translation(client, provider).request(...)`."""
+    return _PAIRS[(client, provider)].request(body, model=model, default_max_tokens=default_max_tokens)
 
 
 def stream_translator(client: WireFormat, provider: WireFormat) -> StreamTranslator:
-    """A fresh translator for one provider stream (the passthrough one is stateless and shared)."""
-    if client is provider:
-        return passthrough.PASSTHROUGH
-    if provider is WireFormat.ANTHROPIC:
-        return openai_via_anthropic.AnthropicStreamToChatChunks()
-    return anthropic_via_openai.ChatChunksToAnthropicStream()
+    """Shorthand for `translation(client, provider).stream()`."""
+    return _PAIRS[(client, provider)].stream()
 
 
-__all__ = ["StreamTranslator", "stream_translator", "upstream_request"]
+__all__ = ["StreamTranslator", "Translation", "stream_translator", "translation", "upstream_request"]

@@ -13,7 +13,7 @@ import openai
 from aiohttp import web
 
 from gateway.config import GatewayConfig, parse_config
-from gateway.engine import Hooks, RequestRecord
+from gateway.engine import Hooks, RequestSummary
 from gateway.server import Gateway, build_app
 from gateway.simulator import SimulatedProvider
 
@@ -22,9 +22,9 @@ GATEWAY_KEY = "gw-test-key-1234"
 
 class Collect(Hooks):
     def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
+        self.records: list[RequestSummary] = []
 
-    def request_finished(self, record: RequestRecord) -> None:
+    def request_finished(self, record: RequestSummary) -> None:
         self.records.append(record)
 
 

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from gateway.config.model import ProviderConfig
 from gateway.errors import ProviderError
-from gateway.providers.base import Provider
+from gateway.providers import UpstreamRequest
 from gateway.wire import Json, SSEEvent, WireFormat
 
 
@@ -33,22 +32,26 @@ class Call:
     completed: bool = False
 
 
-class FakeProvider(Provider):
-    kind = WireFormat.OPENAI
+class FakeProvider:
+    """Implements `gateway.providers.Provider`: the engine sees nothing else."""
 
-    def url(self) -> str:
-        return "unused"
-
-    def headers(self) -> dict[str, str]:
-        return {}
+    server_address = "127.0.0.1"
+    server_port = 9
 
     def __init__(self, name: str, plans: list[Plan] | Plan | None = None) -> None:
-        super().__init__(ProviderConfig(name=name, kind=WireFormat.OPENAI, base_url="http://127.0.0.1:9/v1"))
+        self.name = name
+        self.kind = WireFormat.OPENAI
         self.plans = plans if isinstance(plans, list) else [plans or Plan()]
         self.calls: list[Call] = []
 
-    def stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
-        return self._run(body)
+    def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
+        return self._run(request.body)
+
+    def redact(self, text: str) -> str:
+        return text
+
+    async def aclose(self) -> None:
+        pass
 
     async def _run(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
         # Like a real provider, nothing is sent until the stream is first iterated.

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from gateway.config.model import GatewayConfig, HedgeConfig, ModelRoute, Price, ProviderConfig, ServerConfig, Target
-from gateway.engine import Committed, Completed, Engine, RequestRecord, Runtime
-from gateway.engine.attempt import Launch, Outcome
+from gateway.engine import (
+    Completed,
+    Engine,
+    Launch,
+    Outcome,
+    RequestRecord,
+    RequestSummary,
+    Runtime,
+    StreamBroken,
+    StreamingWinner,
+)
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.policies.breaker import BreakerOptions, BreakerState
 from gateway.policies.budget import BudgetOptions
 from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.latency import AdaptiveDelayOptions
-from gateway.wire import WireFormat
+from gateway.wire import SSEEvent, WireFormat
 from tests.engine.fakes import FakeProvider, Plan
 
 pytestmark = pytest.mark.looptime
@@ -38,22 +48,34 @@ def runtime(*fakes: FakeProvider, hedge: HedgeConfig | None = None, fail_max: in
     return Runtime(config, providers={f.name: f for f in fakes}, clock=asyncio.get_running_loop().time)
 
 
-async def run(rt: Runtime, *, stream: bool = False, deadline_s: float = 60.0) -> tuple[RequestRecord, Any]:
+@dataclass
+class Streamed:
+    winner: StreamingWinner
+    batches: list[list[SSEEvent]]
+
+
+def new_record(rt: Runtime, *, stream: bool = False) -> RequestRecord:
+    route = rt.config.models["chat"]
+    return RequestRecord(request_id=1, door=WireFormat.OPENAI, started=asyncio.get_running_loop().time(),
+                         trace_id=1, route=route, alias=route.alias, stream=stream)
+
+
+async def run(rt: Runtime, *, stream: bool = False, deadline_s: float = 60.0) -> tuple[RequestSummary, Any]:
+    """One request through the engine; a streamed winner is read to its end (its batches kept in `.batches`)."""
     loop = asyncio.get_running_loop()
-    record = RequestRecord(route=rt.config.models["chat"], door=WireFormat.OPENAI, stream=stream,
-                           started=loop.time())
+    record = new_record(rt, stream=stream)
     error: Exception | None = None
     async with asyncio.TaskGroup() as tg:
         try:  # inside the group: TaskGroup would wrap an exception from its body in an ExceptionGroup
             result = await Engine(rt).run(record, {**BODY, "stream": stream}, tg, loop.time() + deadline_s)
-            if isinstance(result, Committed):
-                async for _ in result.stream.rest():
-                    pass
+            if isinstance(result, StreamingWinner):
+                async with result:
+                    result = Streamed(result, [batch async for batch in result])
         except (GatewayError, ProviderError) as exc:
             error = exc
     if error is not None:
         raise error
-    return record, result
+    return record.summary(loop.time()), result
 
 
 def text_of(result: Completed) -> str:
@@ -211,17 +233,17 @@ async def test_stream_commits_on_first_content_not_on_role_chunk() -> None:
     a = FakeProvider("a", Plan(ttft_s=2.0, role_first=True))
     b = FakeProvider("b", Plan(ttft_s=0.2))
     record, result = await run(runtime(a, b), stream=True)
-    assert isinstance(result, Committed) and result.attempt.provider == "b"
+    assert isinstance(result, Streamed) and result.winner.target.provider == "b"
     assert a.calls[0].cancelled
     assert record.ttft_s == pytest.approx(0.6)
-    contents = [c["delta"].get("content") for ev in result.head for c in ev.data.get("choices", [])]
+    contents = [c["delta"].get("content") for ev in result.batches[0] for c in ev.data.get("choices", [])]
     assert "b-0 " in contents
 
 
 async def test_stream_stall_before_first_token_is_hedged_and_mid_stream_error_is_not() -> None:
     a = FakeProvider("a", Plan(ttft_s=0.1, tokens=5, error=FAULT, error_after_tokens=2))
     b = FakeProvider("b", Plan(ttft_s=0.1))
-    with pytest.raises(ProviderError):
+    with pytest.raises(StreamBroken):
         await run(runtime(a, b), stream=True)
     assert b.calls == []  # committed to a at its first token: no silent switch mid-stream
 
@@ -276,7 +298,7 @@ async def test_request_a_provider_cannot_express_is_a_400_naming_the_field() -> 
     a.kind = WireFormat.ANTHROPIC  # the OpenAI request below asks for n=2, which Anthropic cannot do
     rt = runtime(a)
     loop = asyncio.get_running_loop()
-    record = RequestRecord(route=rt.config.models["chat"], door=WireFormat.OPENAI, stream=False, started=loop.time())
+    record = new_record(rt)
     async with asyncio.TaskGroup() as tg:
         with pytest.raises(GatewayError) as info:
             await Engine(rt).run(record, {**BODY, "n": 2}, tg, loop.time() + 10)

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.engine import Attempt, Hooks, RequestRecord
+from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.server import Gateway, build_app
 from gateway.telemetry import Telemetry
 from tests.e2e.harness import SdkClients
 
 
-class FinishedRequests(Hooks):
+class FinishedRequests(CompositeHooks):
     """Delegates every hook to `inner`, and lets a test wait until n requests have finished.
 
     The request span ends after the response is sent (the TaskGroup first awaits the cancelled losers), so
@@ -24,28 +24,13 @@ class FinishedRequests(Hooks):
     """
 
     def __init__(self, inner: Hooks) -> None:
-        self.inner = inner
-        self.records: list[RequestRecord] = []
+        super().__init__(inner)
+        self.records: list[RequestSummary] = []
         self._changed = asyncio.Event()
 
-    def request_started(self, record: RequestRecord) -> None:
-        self.inner.request_started(record)
-
-    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
-        self.inner.attempt_started(record, attempt)
-
-    def attempt_finished(self, record: RequestRecord, attempt: Attempt) -> None:
-        self.inner.attempt_finished(record, attempt)
-
-    def hedge_skipped(self, record: RequestRecord, reason: str) -> None:
-        self.inner.hedge_skipped(record, reason)
-
-    def breaker_changed(self, provider: str, old: str, new: str) -> None:
-        self.inner.breaker_changed(provider, old, new)
-
-    def request_finished(self, record: RequestRecord) -> None:
-        self.inner.request_finished(record)
-        self.records.append(record)
+    def request_finished(self, summary: RequestSummary) -> None:
+        super().request_finished(summary)
+        self.records.append(summary)
         self._changed.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109

@@ -1,4 +1,4 @@
-"""TelemetryHooks driven by hand: the cases a real gateway produces rarely or never on purpose."""
+"""TelemetryHooks driven by hand with frozen events: the cases a real gateway produces rarely or never on purpose."""
 
 from __future__ import annotations
 
@@ -9,13 +9,23 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.config.model import ModelRoute, Price, Target, TelemetryConfig
-from gateway.engine import Attempt, Launch, Outcome, RequestRecord
+from gateway.config.model import Price, Target, TelemetryConfig
+from gateway.engine import (
+    Attempt,
+    AttemptStarted,
+    BreakerChanged,
+    HedgeSkipped,
+    Launch,
+    Outcome,
+    RequestStarted,
+    RequestSummary,
+)
+from gateway.engine.hooks import guarded
 from gateway.errors import FailureKind, ProviderError
-from gateway.telemetry import IncomingRequest, Telemetry, setup_telemetry
+from gateway.telemetry import Telemetry, setup_telemetry
 from gateway.wire import WireFormat
 
-ROUTE = ModelRoute(alias="a", targets=(Target("p", "m", Price(1, 2)),))
+TARGET = Target("p", "m", Price(1, 2))
 
 
 @pytest.fixture
@@ -24,32 +34,35 @@ def traced() -> tuple[Telemetry, InMemorySpanExporter]:
     return setup_telemetry(TelemetryConfig(traces_file=""), {}, span_processors=[SimpleSpanProcessor(memory)]), memory
 
 
-def _record(context: Any = None) -> RequestRecord:
-    record = RequestRecord(route=ROUTE, door=WireFormat.ANTHROPIC, stream=True, started=0.0)
-    record.context = context
-    return record
+def _started(headers: dict[str, str] | None = None) -> RequestStarted:
+    return RequestStarted(request_id=7, alias="a", door=WireFormat.ANTHROPIC, endpoint="chat", stream=True,
+                          started=0.0, trace_id=0x1234, headers=headers or {}, body={"messages": []})
+
+
+def _summary(status: int, error_type: str | None, attempts: tuple[Attempt, ...] = ()) -> RequestSummary:
+    return RequestSummary(request_id=7, alias="a", door=WireFormat.ANTHROPIC, endpoint="chat", stream=True,
+                          started=0.0, latency_s=0.5, status=status, trace_id=0x1234, attempts=attempts,
+                          winner=attempts[0] if attempts else None, error_type=error_type)
 
 
 def test_an_attempt_never_reported_finished_still_ends_with_the_request(
         traced: tuple[Telemetry, InMemorySpanExporter], caplog: pytest.LogCaptureFixture) -> None:
     tel, memory = traced
-    record = _record()
-    tel.hooks.request_started(record)
-    attempt = Attempt(index=0, target=ROUTE.targets[0], launch=Launch.PRIMARY, started=0.0, input_estimate=10)
-    record.attempts.append(attempt)
-    tel.hooks.attempt_started(record, attempt)
-    attempt.outcome, attempt.first_token_s, attempt.streamed_chars = Outcome.WON, 0.1, 40
-    attempt.error = ProviderError(FailureKind.FAULT, "cut", error_type="incomplete_stream")
-    record.winner, record.status, record.error_type = attempt, 502, "incomplete_stream"
-    tel.hooks.request_finished(record)
+    tel.hooks.request_started(_started())
+    tel.hooks.attempt_started(AttemptStarted(7, "a", 0, TARGET, Launch.PRIMARY, 0.0, "closed", "127.0.0.1", 9))
+    attempt = Attempt(request_id=7, alias="a", index=0, target=TARGET, launch=Launch.PRIMARY, started=0.0, ended=0.5,
+                      outcome=Outcome.WON, input_estimate=10, first_token_s=0.1, streamed_chars=40,
+                      error=ProviderError(FailureKind.FAULT, "cut", error_type="incomplete_stream"))
+    tel.hooks.request_finished(_summary(502, "incomplete_stream", (attempt,)))
     (span, request) = memory.get_finished_spans()
     assert span.kind is SpanKind.CLIENT and request.kind is SpanKind.SERVER
+    assert request.context is not None and request.context.trace_id == 0x1234  # the door's trace id
     a = dict(span.attributes or {})
     assert a["error.type"] == "incomplete_stream" and span.status.status_code is StatusCode.ERROR
     assert a["gen_ai.usage.output_tokens"] == 10 and a["gateway.usage.estimated"] is True  # 40 chars / 4
     assert a["gateway.cost_usd"] == pytest.approx((10 * 1 + 10 * 2) / 1e6)
     assert request.status.status_code is StatusCode.ERROR and dict(request.attributes or {})["error.type"]
-    tel.hooks.request_finished(record)  # a second call must neither raise nor end spans twice
+    tel.hooks.request_finished(_summary(502, "incomplete_stream", (attempt,)))  # again: no span ends twice
     assert len(memory.get_finished_spans()) == 2
     assert "ended span" not in caplog.text
 
@@ -57,25 +70,32 @@ def test_an_attempt_never_reported_finished_still_ends_with_the_request(
 def test_a_client_error_does_not_mark_the_server_span_as_failed(
         traced: tuple[Telemetry, InMemorySpanExporter]) -> None:
     tel, memory = traced
-    record = _record(IncomingRequest({"traceparent": "garbage"}, {"messages": []}))
-    tel.hooks.request_started(record)
-    record.status, record.error_type = 400, "invalid_request_error"
-    tel.hooks.request_finished(record)
+    tel.hooks.request_started(_started({"traceparent": "garbage"}))
+    tel.hooks.request_finished(_summary(400, "invalid_request_error"))
     (span,) = memory.get_finished_spans()
     assert span.parent is None  # an unreadable traceparent starts a new trace
     assert span.status.status_code is StatusCode.UNSET
     assert dict(span.attributes or {})["error.type"] == "invalid_request_error"
 
 
-def test_hooks_never_raise(traced: tuple[Telemetry, InMemorySpanExporter]) -> None:
+def test_a_request_rejected_before_it_started_is_counted_without_a_span(
+        traced: tuple[Telemetry, InMemorySpanExporter]) -> None:
+    tel, memory = traced
+    tel.hooks.request_finished(_summary(401, "authentication_error"))
+    assert memory.get_finished_spans() == ()
+    assert 'http_response_status_code="401"' in tel.metrics_text()
+
+
+def test_guarded_hooks_never_raise(traced: tuple[Telemetry, InMemorySpanExporter],
+                                   caplog: pytest.LogCaptureFixture) -> None:
     tel, _ = traced
-    record = _record(object())  # a context that is not ours
-    broken: Any = Attempt(index=0, target=None, launch=Launch.PRIMARY, started=0.0,  # type: ignore[arg-type]
-                          input_estimate=1)
-    tel.hooks.request_started(record)
-    tel.hooks.attempt_started(record, broken)
-    tel.hooks.attempt_finished(record, broken)
-    record.route = None  # type: ignore[assignment]
-    tel.hooks.request_finished(record)
-    tel.hooks.hedge_skipped(record, "budget")
-    tel.hooks.breaker_changed("p", "closed", "open")
+    hooks = guarded(tel.hooks)
+    broken: Any = Attempt(request_id=7, alias="a", index=0, target=None,  # type: ignore[arg-type]
+                          launch=Launch.PRIMARY, started=0.0, ended=0.0, outcome=Outcome.FAILED, input_estimate=1)
+    hooks.request_started(_started())
+    hooks.attempt_started(AttemptStarted(7, "a", 0, None, Launch.PRIMARY, 0.0, "closed", "", 0))  # type: ignore[arg-type]
+    hooks.attempt_finished(broken)
+    hooks.request_finished(_summary(200, None, (broken,)))
+    hooks.hedge_skipped(HedgeSkipped(7, "a", "budget"))
+    hooks.breaker_changed(BreakerChanged("p", "closed", "open"))
+    assert "a hook failed" in caplog.text  # it did fail, and was contained

@@ -1,16 +1,16 @@
-"""The provider interface and the streaming HTTP machinery both adapters share.
+"""`HttpProvider`: the `Provider` interface over HTTP, for every provider kind.
 
-Like httpx's transport: the engine calls `stream(body)` and does not know which provider it is talking to.
 Every call is a streaming call (cancelling a stream is what stops a provider from generating and billing),
 over one pooled aiohttp session per provider. Closing the generator early (a cancelled loser) closes the
 upstream connection instead of returning it to the pool, so the provider sees the disconnect at once.
+What differs between kinds is only where to send and which headers: an `Endpoint`, built by the kind's module.
 """
 
 from __future__ import annotations
 
-import abc
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import aiohttp
@@ -18,6 +18,7 @@ import orjson
 
 from gateway.config.model import ProviderConfig
 from gateway.errors import FailureKind, ProviderError, classify_status
+from gateway.providers.protocol import UpstreamRequest
 from gateway.wire import Json, SSEEvent, WireFormat
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
@@ -25,20 +26,27 @@ _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines
 _REDACTED = "[redacted]"
 
 
-class Provider(abc.ABC):
-    """One upstream provider. `stream` yields the provider's own SSE events, or raises `ProviderError`."""
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a provider kind is called, and the headers every call carries (auth included)."""
 
-    kind: WireFormat
+    url: str
+    headers: Mapping[str, str]
 
-    def __init__(self, config: ProviderConfig) -> None:
+
+class HttpProvider:
+    """One upstream provider reached over HTTP (see `gateway.providers.protocol.Provider`)."""
+
+    def __init__(self, config: ProviderConfig, endpoint: Endpoint) -> None:
         self.config = config
         self.name = config.name
+        self.kind: WireFormat = config.kind
         parsed = urlparse(config.base_url)
         self.server_address = parsed.hostname or ""
         self.server_port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._session: aiohttp.ClientSession | None = None
-        self._url = self.url()
-        self._headers = self.headers()  # built once: they carry the key and never change
+        self._url = endpoint.url
+        self._headers = dict(endpoint.headers)  # built once: they carry the key and never change
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -60,18 +68,13 @@ class Provider(abc.ABC):
             await self._session.close()
             self._session = None
 
-    @abc.abstractmethod
-    def url(self) -> str: ...
-
-    @abc.abstractmethod
-    def headers(self) -> dict[str, str]: ...
-
-    def stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
+    def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         """The provider's events, in batches: every complete event that arrived in one network read.
 
         Batches, not single events, because a fast provider sends many events per read, and every layer the
         events then cross (this generator, the attempt, the client write) costs per step, not per byte."""
-        return self._stream(body)
+        headers = self._headers if not request.headers else {**self._headers, **request.headers}
+        return self._stream(request.body, headers)
 
     def redact(self, text: str) -> str:
         """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
@@ -83,7 +86,7 @@ class Provider(abc.ABC):
         return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
                              error_type=error_type)
 
-    async def _stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
+    async def _stream(self, body: Json, headers: Mapping[str, str]) -> AsyncGenerator[list[SSEEvent], None]:
         try:
             payload = orjson.dumps(body)
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
@@ -92,7 +95,7 @@ class Provider(abc.ABC):
         try:
             # No redirects: an LLM API never moves, and following one would hand the key headers to
             # whatever server the Location names.
-            resp = await self.session.post(self._url, data=payload, headers=self._headers, allow_redirects=False)
+            resp = await self.session.post(self._url, data=payload, headers=headers, allow_redirects=False)
         except aiohttp.ConnectionTimeoutError:
             raise self._fault(f"connect timeout ({self.config.connect_timeout_s:g} s)", "timeout") from None
         except TimeoutError:  # connected, request sent, no response headers within sock_read

@@ -1,4 +1,4 @@
-"""How a Gateway holds its SharedState: created once, kept across reloads, closed once, breakers re-attached."""
+"""How a Gateway holds its StateBackend: created once, kept across reloads, closed once, breakers re-attached."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def test_memory_backend_keeps_one_local_limiter_across_reloads() -> None:
     first = Gateway(config())
     second = first.successor(config(aliases=("chat", "other")))
     assert isinstance(first.limiter, LocalLimiter) and second.limiter is first.limiter
-    assert second.shared is first.shared and first.shared.health() == {"backend": "memory"}
+    assert second.state_backend is first.state_backend and first.state_backend.health() == {"backend": "memory"}
     await GatewayHolder(second).aclose()
 
 
@@ -39,13 +39,13 @@ async def test_redis_backend_survives_a_reload_and_publishes_the_new_configs_bre
         first = Gateway(config(state))
         holder = GatewayHolder(first)
         for _ in range(200):
-            if first.shared.health()["redis"] == "connected":
+            if first.state_backend.health()["redis"] == "connected":
                 break
             await asyncio.sleep(0.05)
-        assert first.shared.health() == {"backend": "redis", "redis": "connected"}
+        assert first.state_backend.health() == {"backend": "redis", "redis": "connected"}
         with caplog.at_level(logging.WARNING, "gateway.server"):
             second = first.successor(config({**state, "key_prefix": "other:"}, aliases=("chat", "new")))
-        assert second.shared is first.shared
+        assert second.state_backend is first.state_backend
         assert any("next restart" in r.getMessage() for r in caplog.records)
         holder.swap(second)
 
@@ -62,5 +62,5 @@ async def test_redis_backend_survives_a_reload_and_publishes_the_new_configs_bre
         finally:
             await client.aclose()
         await holder.aclose()
-        assert second.shared.health() == {"backend": "redis", "redis": "unavailable"}  # closed
-        await second.shared.aclose()  # a second close is harmless
+        assert second.state_backend.health() == {"backend": "redis", "redis": "unavailable"}  # closed
+        await second.state_backend.aclose()  # a second close is harmless

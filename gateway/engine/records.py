@@ -1,0 +1,172 @@
+"""What the engine records about requests and attempts: finished attempts and requests as frozen data.
+
+`Attempt` and `RequestSummary` are what hooks receive: immutable, complete, safe to keep. The mutable working
+state lives with its one owner: `AttemptRun` (gateway.engine.attempt) for an attempt until it ends, and
+`RequestRecord` here for a request until its last byte is written (owned by the server's request scope).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from gateway.config.model import ModelRoute, Target
+from gateway.errors import ProviderError
+from gateway.wire import WireFormat
+
+CHARS_PER_TOKEN = 4  # the usual estimate for English text, used only when a provider reports no usage
+
+
+class Launch(enum.StrEnum):
+    PRIMARY = "primary"  # the first target tried
+    HEDGE = "hedge"  # launched because the previous attempts were slower than the hedge delay
+    FALLBACK = "fallback"  # launched because an earlier attempt failed
+
+
+class Outcome(enum.StrEnum):
+    WON = "won"
+    CANCELLED = "cancelled"  # lost the race, or the client/deadline ended the request
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never sent: breaker open, target cooling down after a 429, busy, unsupported
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Attempt:
+    """One attempt, as it ended. Times are monotonic seconds."""
+
+    request_id: int
+    alias: str
+    index: int
+    target: Target
+    launch: Launch
+    started: float
+    ended: float
+    outcome: Outcome
+    input_estimate: int  # prompt tokens estimated from the request size, until the provider reports them
+    error: ProviderError | None = None
+    skip_reason: str | None = None
+    breaker_state: str = "closed"
+    first_token_s: float | None = None  # seconds from attempt start to its first content token
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    streamed_chars: int = 0
+    finish_reason: str | None = None
+    response_model: str | None = None
+    server_address: str = ""
+    server_port: int = 0
+    queue_wait_s: float = 0.0  # time spent waiting for the provider's concurrency bound (bulkhead)
+
+    @property
+    def provider(self) -> str:
+        return self.target.provider
+
+    @property
+    def usage_estimated(self) -> bool:
+        return self.outcome is not Outcome.SKIPPED and (self.input_tokens is None or self.output_tokens is None)
+
+    @property
+    def billed_input_tokens(self) -> int:
+        if self.outcome is Outcome.SKIPPED:
+            return 0
+        return self.input_tokens if self.input_tokens is not None else self.input_estimate
+
+    @property
+    def billed_output_tokens(self) -> int:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return math.ceil(self.streamed_chars / CHARS_PER_TOKEN)
+
+    @property
+    def cost_usd(self) -> float:
+        # A failed attempt that got an HTTP error before streaming is not billed by providers.
+        if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
+                                               and self.error.status is not None):
+            return 0.0
+        return self.target.price.cost_usd(self.billed_input_tokens, self.billed_output_tokens)
+
+    @property
+    def duration_s(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RequestSummary:
+    """One client request, as it ended (its last byte written, or rejected at the door)."""
+
+    request_id: int
+    alias: str  # the requested model alias ("" when the request was rejected before its body was read)
+    door: WireFormat
+    endpoint: str  # "chat", "embeddings", ...: the operation the door serves
+    stream: bool
+    started: float
+    latency_s: float
+    status: int
+    trace_id: int  # the W3C trace id of this request (the caller's, or a new one)
+    attempts: tuple[Attempt, ...] = ()  # by index
+    winner: Attempt | None = None
+    ttft_s: float | None = None
+    hedge_delay_s: float | None = None
+    hedges_skipped: int = 0
+    error_type: str | None = None
+    cache: str | None = None  # "hit", "miss" or "coalesced" when the alias caches this request
+    key_name: str | None = None  # the gateway key's configured name (never the key)
+
+    @property
+    def hedged(self) -> bool:
+        return any(a.launch is Launch.HEDGE for a in self.attempts)
+
+    @property
+    def sent_attempts(self) -> int:
+        return sum(1 for a in self.attempts if a.outcome is not Outcome.SKIPPED)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts)
+
+    @property
+    def wasted_cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts if a is not self.winner)
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    """A request while it runs: written by its scope (the server) and its race (the engine), nobody else."""
+
+    request_id: int
+    door: WireFormat
+    started: float
+    trace_id: int
+    endpoint: str = "chat"
+    route: ModelRoute | None = None  # set once the request is admitted
+    alias: str = ""
+    stream: bool = False
+    body_bytes: int = 0  # size of the client's request body: the prompt-token estimate until a provider reports
+    key_name: str | None = None
+    cache: str | None = None
+    hedge_delay_s: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)  # finished attempts, in the order they ended
+    attempts_launched: int = 0  # attempts started or skipped so far: the next attempt's index
+    winner_index: int | None = None
+    ttft_s: float | None = None
+    status: int = 200
+    error_type: str | None = None
+    hedges_skipped: int = 0
+
+    def fail(self, status: int, error_type: str | None) -> None:
+        self.status, self.error_type = status, error_type
+
+    def summary(self, ended: float) -> RequestSummary:
+        attempts = tuple(sorted(self.attempts, key=_index))
+        winner = next((a for a in attempts if a.index == self.winner_index), None)
+        return RequestSummary(
+            request_id=self.request_id, alias=self.alias, door=self.door, endpoint=self.endpoint,
+            stream=self.stream, started=self.started, latency_s=ended - self.started, status=self.status,
+            trace_id=self.trace_id, attempts=attempts, winner=winner, ttft_s=self.ttft_s,
+            hedge_delay_s=self.hedge_delay_s, hedges_skipped=self.hedges_skipped, error_type=self.error_type,
+            cache=self.cache, key_name=self.key_name)
+
+
+def _index(attempt: Attempt) -> int:
+    return attempt.index

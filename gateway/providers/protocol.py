@@ -1,0 +1,46 @@
+"""The provider interface: what the engine sees of an upstream, in the spirit of httpx's `AsyncBaseTransport`.
+
+The engine calls `stream(request)` and reads batches of the provider's own SSE events; it does not know whether
+HTTP, a test fake or anything else is behind it. The one real implementation is `HttpProvider`
+(gateway.providers.http): a pooled aiohttp session, URL and auth headers per provider kind, an SSE reader.
+A test fake implements these few members and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.wire import Json, SSEEvent, WireFormat
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One request to send: the provider-format body (always streaming) and the client headers to forward
+    (e.g. `anthropic-beta` between two Anthropic speakers), which override the provider's defaults."""
+
+    body: Json
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+    kind: WireFormat  # the wire format it speaks
+    server_address: str  # for traces: where it is
+    server_port: int
+
+    def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
+        """The provider's events in batches (every complete event of one network read), or `ProviderError`.
+
+        Nothing is sent before the first iteration. Closing the generator early (a cancelled loser) closes the
+        upstream connection instead of returning it to a pool, so the provider sees the client leave at once."""
+        ...
+
+    def redact(self, text: str) -> str:
+        """`text` with this provider's secrets cut out (an upstream may echo the key it was sent)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections. Idempotent."""
+        ...

@@ -1,0 +1,111 @@
+"""Writing an answer to the client: a JSON body, a streamed winner, or a stored answer replayed.
+
+The writers record only what the client saw (a 499 when it left, a 502/504 when the stream ended in an error
+event); the engine settles the attempt behind a streamed winner itself, when its stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+
+from gateway.engine import StreamBroken, StreamingWinner
+from gateway.errors import GatewayError
+from gateway.policies.cache import CachedAnswer
+from gateway.server.scope import RequestScope
+from gateway.wire import Json, SSEEvent
+
+_JSON = "application/json"
+# After the deadline cut a stream, the error event still gets this long to reach a client that is not reading.
+_TAIL_WRITE_S = 1.0
+
+
+def _sse_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+
+
+async def write_json(scope: RequestScope, body: Json, headers: dict[str, str]) -> web.StreamResponse:
+    resp = web.Response(body=orjson.dumps(body), content_type=_JSON, headers=headers)
+    try:
+        await resp.prepare(scope.request)
+        await resp.write_eof()
+    except ConnectionResetError:
+        scope.client_left()
+    scope.responded = True
+    return resp
+
+
+async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, how: str) -> web.StreamResponse:
+    """A stored answer (a cache hit, or the answer of the identical request this one joined)."""
+    headers = {**dict(answer.headers), **scope.headers(), "x-gateway-cache": how}
+    if not scope.record.stream:
+        scope.responded = True
+        return web.Response(body=answer.body, content_type=_JSON, headers=headers)
+    codec = scope.codec
+    resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
+    keep_usage = codec.wants_usage(body)
+    events = codec.replay(orjson.loads(answer.body))
+    try:
+        await resp.prepare(scope.request)
+        await resp.write(b"".join(codec.encode_event(ev) for ev in events if keep_usage or not codec.is_usage_only(ev))
+                         + codec.stream_end)
+        await resp.write_eof()
+    except ConnectionResetError:
+        scope.client_left()
+    scope.responded = True
+    return resp
+
+
+async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner, headers: dict[str, str],
+                       store_key: str | None) -> web.StreamResponse:
+    """The winner's events as they come, then the format's end (or an error event), then the end of the body."""
+    codec = scope.codec
+    resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
+    keep_usage = codec.wants_usage(body)
+    encode, usage_only = codec.encode_event, codec.is_usage_only
+    aggregator = codec.aggregator() if store_key is not None else None
+
+    def frame(events: list[SSEEvent]) -> bytes:
+        if aggregator is not None:
+            for ev in events:
+                aggregator.feed(ev)
+        return b"".join(encode(ev) for ev in events if keep_usage or not usage_only(ev))
+
+    tail = codec.stream_end
+    async with winner:  # however this ends, the upstream is closed and the attempt settled, once
+        try:  # from the first write on: a client gone even before the headers is handled the same way
+            await resp.prepare(scope.request)
+            async with asyncio.timeout_at(scope.deadline):
+                async for events in winner:
+                    await resp.write(frame(events))
+        except StreamBroken as exc:  # after the commit there is no switching: end the stream with an error
+            scope.failed(exc, exc.cause_type)
+            tail = encode(codec.error_event(exc)) + tail
+        except TimeoutError:
+            err = GatewayError(504, "deadline exceeded mid-stream", type="timeout_error")
+            scope.failed(err, "timeout")
+            tail = encode(codec.error_event(err)) + tail
+        except ConnectionResetError:  # the client left: nothing more to write
+            scope.client_left()
+            tail = b""
+    if aggregator is not None and store_key is not None and scope.record.status == 200:
+        target = winner.target
+        await scope.gw.answers.put(scope.record.alias, store_key, CachedAnswer(
+            orjson.dumps(aggregator.result()), target.provider, target.model,
+            tuple((k, v) for k, v in headers.items() if k != "x-gateway-request-id")))
+    scope.responded = True
+    if not resp.prepared:  # the client left before anything was sent
+        return resp
+    try:
+        async with asyncio.timeout(_TAIL_WRITE_S):  # a client that stopped reading cannot hold the request
+            if tail:
+                await resp.write(tail)
+            await resp.write_eof()
+    except ConnectionResetError:
+        if scope.record.status == 200:
+            scope.client_left()
+    except TimeoutError:
+        pass  # the status says what ended the stream (e.g. the deadline: 504); the client is not reading
+    return resp

@@ -1,0 +1,84 @@
+"""Every attempt is settled exactly once, whatever ends it: regressions of faults found by attacking the engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.config.model import HedgeConfig
+from gateway.engine import Launch, Outcome
+from gateway.errors import FailureKind, ProviderError
+from gateway.policies.budget import BudgetOptions
+from gateway.policies.latency import AdaptiveDelayOptions
+from tests.engine.fakes import FakeProvider, Plan
+from tests.engine.test_race import Streamed, run, runtime
+
+pytestmark = pytest.mark.looptime
+
+FAULT = ProviderError(FailureKind.FAULT, "p: HTTP 500: boom", status=500, error_type="api_error")
+
+
+async def test_two_streams_committing_in_the_same_tick_free_the_losers_slot() -> None:
+    # Same time to first token and a hedge at once: both commit in one loop tick. The loser must be closed
+    # (connection dropped) and its bulkhead slot freed, or the provider stays "busy" for every later hedge.
+    a = FakeProvider("a", Plan(ttft_s=0.5, tokens=50, per_token_s=0.1))
+    b = FakeProvider("b", Plan(ttft_s=0.5, tokens=50, per_token_s=0.1))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=0, max_attempts=2, budget=BudgetOptions(percent=100)),
+                 max_concurrent=1)
+    summary, result = await run(rt, stream=True)
+    assert isinstance(result, Streamed)
+    assert sorted(x.outcome for x in summary.attempts) == [Outcome.CANCELLED, Outcome.WON]
+    assert rt.bulkheads["a"].in_use == 0 and rt.bulkheads["b"].in_use == 0
+    loser = b if result.winner.target.provider == "a" else a
+    assert loser.calls[0].cancelled and not loser.calls[0].completed
+
+
+async def test_a_failure_finishing_in_the_winners_tick_counts_against_its_breaker() -> None:
+    a = FakeProvider("a", Plan(ttft_s=0.5))
+    b = FakeProvider("b", Plan(ttft_s=0.5, error=FAULT))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=0, max_attempts=2, budget=BudgetOptions(percent=100)))
+    summary, _ = await run(rt)
+    failed = [x for x in summary.attempts if x.provider == "b"][0]
+    assert failed.outcome is Outcome.FAILED and failed.error is FAULT
+    assert rt.breakers["b"].consecutive_failures == 1
+
+
+async def test_requests_cut_by_their_deadline_do_not_teach_the_adaptive_delay() -> None:
+    adaptive = AdaptiveDelayOptions(quantile=0.5, min_delay_ms=50, max_delay_ms=5000, min_samples=1,
+                                    fallback_ms=300)
+    a, b = FakeProvider("a", Plan(ttft_s=0.3)), FakeProvider("b", Plan(ttft_s=0.3))
+    rt = runtime(a, b, hedge=HedgeConfig(max_attempts=2, adaptive=adaptive, budget=BudgetOptions(percent=100)))
+    for _ in range(20):
+        with pytest.raises(Exception, match="deadline"):
+            await run(rt, deadline_s=0.01)
+    tracker = rt.tracker(rt.config.models["chat"], rt.config.models["chat"].targets[0], False)
+    assert tracker is not None and tracker.sample_count() == 0  # cut by the deadline: says nothing of latency
+    assert rt.budgets["chat"].snapshot() == (20, 0)
+
+
+async def test_a_hedge_that_finds_no_admissible_target_costs_no_budget() -> None:
+    a = FakeProvider("a", Plan(ttft_s=1.0))
+    b = FakeProvider("b", Plan(ttft_s=0.1))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, max_attempts=2, budget=BudgetOptions(percent=100)))
+    rt.breakers["b"].force_open(60)
+    summary, _ = await run(rt)
+    assert [(x.launch, x.outcome) for x in summary.attempts] == [
+        (Launch.PRIMARY, Outcome.WON), (Launch.HEDGE, Outcome.SKIPPED)]
+    assert rt.budgets["chat"].snapshot() == (1, 0)  # one request, no hedge paid for
+
+
+async def test_the_hedge_delay_follows_the_target_that_really_went_first() -> None:
+    adaptive = AdaptiveDelayOptions(quantile=0.5, min_delay_ms=10, max_delay_ms=5000, min_samples=1,
+                                    fallback_ms=1000)
+    a, b, c = FakeProvider("a"), FakeProvider("b", Plan(ttft_s=0.2)), FakeProvider("c", Plan(ttft_s=0.1))
+    rt = runtime(a, b, c, hedge=HedgeConfig(max_attempts=2, adaptive=adaptive, budget=BudgetOptions(percent=100)))
+    route = rt.config.models["chat"]
+    tracker_b = rt.tracker(route, route.targets[1], False)
+    assert tracker_b is not None
+    for _ in range(3):
+        tracker_b.record(0.05)  # b answers in 50 ms; a's window is empty (its delay would be the 1 s fallback)
+    rt.breakers["a"].force_open(60)
+    summary, _ = await run(rt)
+    assert summary.hedge_delay_s == pytest.approx(0.05)
+    assert len(c.calls) == 1  # b took 200 ms, more than its usual 50 ms: hedged to c
