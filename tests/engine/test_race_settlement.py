@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gateway.config.model import HedgeConfig
@@ -39,7 +37,7 @@ async def test_a_failure_finishing_in_the_winners_tick_counts_against_its_breake
     b = FakeProvider("b", Plan(ttft_s=0.5, error=FAULT))
     rt = runtime(a, b, hedge=HedgeConfig(delay_ms=0, max_attempts=2, budget=BudgetOptions(percent=100)))
     summary, _ = await run(rt)
-    failed = [x for x in summary.attempts if x.provider == "b"][0]
+    failed = next(x for x in summary.attempts if x.provider == "b")
     assert failed.outcome is Outcome.FAILED and failed.error is FAULT
     assert rt.breakers["b"].consecutive_failures == 1
 
