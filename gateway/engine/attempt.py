@@ -68,7 +68,8 @@ class AttemptRun:
         self.response_model: str | None = None
         self.queue_wait_s = 0.0
         hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
-                                             breaker_state, provider.server_address, provider.server_port))
+                                             breaker_state, provider.server_address, provider.server_port,
+                                             upstream.operation))
 
     @property
     def provider(self) -> str:
@@ -85,6 +86,8 @@ class AttemptRun:
                 self.queue_wait_s = await self._bulkhead.acquire()
                 self._holds_slot = True
             async with asyncio.timeout(timeout_s):
+                if self._upstream.operation != "chat":
+                    return await self._unary()
                 if stream:
                     return await self.until_content()
                 return await self._aggregate(aggregator())
@@ -99,6 +102,19 @@ class AttemptRun:
             await self.aclose()
             return ProviderError(FailureKind.FAULT, f"{self.provider}: internal error ({type(exc).__name__})",
                                  error_type="internal_error")
+
+    async def _unary(self) -> Json:
+        """Embeddings or a token count: one JSON answer; its usage (input tokens only) is read here."""
+        answer = await self._provider.call(self._upstream)
+        self.first_token_s = self._clock() - self.started  # the whole answer is its first token
+        usage = answer.get("usage")
+        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        self.input_tokens = prompt_tokens if type(prompt_tokens) is int and 0 <= prompt_tokens < 2**31 else None
+        self.output_tokens = 0
+        if self._upstream.operation == "count_tokens":
+            self.input_tokens = 0  # counting tokens is free
+        self._complete = self._done = True
+        return answer
 
     async def _aggregate(self, aggregator: Aggregator) -> Json | ProviderError:
         try:
@@ -227,7 +243,8 @@ class AttemptRun:
             cached_input_tokens=self.cached_input_tokens, output_tokens=self.output_tokens,
             streamed_chars=self.streamed_chars, finish_reason=self.finish_reason,
             response_model=self.response_model, server_address=self._provider.server_address,
-            server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s)
+            server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s,
+            operation=self._upstream.operation)
         record.attempts.append(attempt)
         self._hooks.attempt_finished(attempt)
         return attempt

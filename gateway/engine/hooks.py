@@ -52,6 +52,7 @@ class AttemptStarted:
     breaker_state: str
     server_address: str
     server_port: int
+    operation: str = "chat"
 
 
 @dataclass(frozen=True, slots=True)

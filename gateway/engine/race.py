@@ -28,8 +28,9 @@ from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.engine.runtime import Runtime
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
-from gateway.providers import UpstreamRequest
-from gateway.translate import translation
+from gateway.providers import Provider, UpstreamRequest
+from gateway.translate import StreamTranslator, translation
+from gateway.translate.passthrough import PASSTHROUGH
 from gateway.wire import Json, SSEEvent
 
 
@@ -113,10 +114,12 @@ class Engine:
         self.runtime = runtime
 
     async def run(self, record: RequestRecord, body: Json, tg: asyncio.TaskGroup, deadline: float, *,
-                  forward_headers: Mapping[str, str] | None = None) -> Winner:
+                  forward_headers: Mapping[str, str] | None = None, hedge: bool = True) -> Winner:
         """Race the alias's targets for `record` (admitted: its route is set). `deadline` is in event-loop time.
-        `forward_headers` go upstream to providers of the door's own format only."""
+        `forward_headers` go upstream to providers of the door's own format only. `hedge=False`: failover
+        only (for cheap calls such as token counting, where a backup buys nothing)."""
         race = _Race(self.runtime, record, body, tg, forward_headers or {})
+        race.may_hedge = hedge
         try:
             async with asyncio.timeout_at(deadline):
                 return await race.run()
@@ -143,6 +146,7 @@ class _Race:
         self.next_target = 0
         self.sent = 0
         self.unsupported: GatewayError | None = None
+        self.may_hedge = True
         self.budget_refused = False  # the last hedge launch found a target, but the budget had no room
         self.fallback_needed = False  # the last settled attempts include a failure
         self.budget = runtime.budgets[self.route.alias]
@@ -161,7 +165,7 @@ class _Race:
         delay = tracker.delay_s() if tracker is not None else hedge.delay_ms / 1000
         self.record.hedge_delay_s = delay if hedge.enabled else None
         timer_launches = 1
-        can_hedge = hedge.enabled
+        can_hedge = hedge.enabled and self.may_hedge
         hedge_at = self.loop.time() + delay
         while self.pending:
             timeout = None
@@ -235,9 +239,8 @@ class _Race:
                     continue
                 holds_slot = True
             provider = rt.providers[target.provider]
-            pair = translation(record.door, provider.kind)
             try:
-                body = pair.request(self.body, model=target.model, default_max_tokens=route.default_max_tokens)
+                upstream, translator = self.upstream_for(provider, target)
             except GatewayError as exc:  # this request cannot be expressed in that provider's format
                 permit.release()
                 if holds_slot and bulkhead is not None:
@@ -253,9 +256,8 @@ class _Race:
                 return None
             self.next_target += 1
             record.attempts_launched += 1
-            run = AttemptRun(record, index, target, kind, provider=provider,
-                             upstream=UpstreamRequest(body, self.forward_headers if pair.same_format else {}),
-                             inspect=codec_for(provider.kind).inspect, translator=pair.stream(), clock=rt.clock,
+            run = AttemptRun(record, index, target, kind, provider=provider, upstream=upstream,
+                             inspect=codec_for(provider.kind).inspect, translator=translator, clock=rt.clock,
                              hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
                              input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot)
             self.sent += 1
@@ -266,16 +268,31 @@ class _Race:
             return run
         return None
 
+    def upstream_for(self, provider: Provider, target: Target) -> tuple[UpstreamRequest, StreamTranslator]:
+        """What to send to `target` for this request; raises `GatewayError` when it cannot be expressed there."""
+        record, operation = self.record, self.record.endpoint
+        if operation == "chat":
+            pair = translation(record.door, provider.kind)
+            body = pair.request(self.body, model=target.model, default_max_tokens=self.route.default_max_tokens)
+            return UpstreamRequest(body, self.forward_headers if pair.same_format else {}), pair.stream()
+        # Embeddings and token counts pass through, unchanged but for the model, to providers that serve them.
+        if operation not in provider.operations:
+            raise GatewayError(400, f"model '{record.alias}' has no target that serves {operation}: "
+                               f"{target.provider} is a {provider.kind} provider", type="invalid_request_error",
+                               param="model")
+        same = provider.kind is record.door
+        return (UpstreamRequest({**self.body, "model": target.model}, self.forward_headers if same else {}, operation),
+                PASSTHROUGH)
+
     def won(self, run: AttemptRun, result: list[SSEEvent] | Json) -> Winner:
         rt, record = self.rt, self.record
         now = rt.clock()
         record.winner_index = run.index
         if run.first_token_s is not None:
             record.ttft_s = run.started + run.first_token_s - record.started
-        tracker = rt.tracker(self.route, run.target, record.stream)
-        if tracker is not None:
-            latency = run.first_token_s if record.stream else None
-            tracker.record(latency if latency is not None else now - run.started)
+        rt.tracker(self.route, run.target, record.stream)  # so this alias's window exists and gets the sample
+        latency = run.first_token_s if record.stream else None
+        rt.record_latency(run.target, record.stream, latency if latency is not None else now - run.started)
         self.cancel_pending(superseded=True)
         if isinstance(result, list):
             return StreamingWinner(run, result, self.sent)
@@ -313,9 +330,8 @@ class _Race:
                 self.tg.create_task(run.aclose())
             run.finish(Outcome.CANCELLED)
             if superseded:
-                tracker = self.rt.tracker(self.route, run.target, self.record.stream)
-                if tracker is not None:
-                    tracker.record(now - run.started)
+                self.rt.tracker(self.route, run.target, self.record.stream)
+                self.rt.record_latency(run.target, self.record.stream, now - run.started)
         self.pending.clear()
 
     def causes(self) -> str:

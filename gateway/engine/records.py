@@ -57,6 +57,7 @@ class Attempt:
     server_address: str = ""
     server_port: int = 0
     queue_wait_s: float = 0.0  # time spent waiting for the provider's concurrency bound (bulkhead)
+    operation: str = "chat"  # the request's endpoint: "chat", "embeddings", "count_tokens"
 
     @property
     def provider(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig, ModelRoute, Target
@@ -10,7 +11,7 @@ from gateway.engine.hooks import BreakerChanged, Hooks, guarded
 from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
 from gateway.policies.bulkhead import Bulkhead
-from gateway.policies.latency import LatencyTracker
+from gateway.policies.latency import AdaptiveDelayOptions, LatencyTracker
 from gateway.providers import Provider, create_provider
 
 log = logging.getLogger("gateway.breaker")
@@ -42,7 +43,9 @@ class Runtime:
             for name, p in config.providers.items() if p.bulkhead.max_concurrent is not None}
         self.budgets = {alias: HedgeBudget(route.hedge.budget, clock=clock)
                         for alias, route in config.models.items()}
-        self._trackers: dict[tuple[str, str, bool], LatencyTracker] = {}
+        # Per target (provider, model, stream): one window per set of adaptive options that uses it. Every sample
+        # goes to all of them; each alias reads its own quantile and clamp.
+        self._trackers: dict[tuple[str, str, bool], dict[AdaptiveDelayOptions, LatencyTracker]] = {}
         self._cooldown_until: dict[tuple[str, str], float] = {}
         if previous is not None:
             for alias, budget in previous.budgets.items():
@@ -50,9 +53,6 @@ class Runtime:
                     self.budgets[alias] = budget
             self._trackers = {k: t for k, t in previous._trackers.items() if k[0] in kept}
             self._cooldown_until = {k: t for k, t in previous._cooldown_until.items() if k[0] in kept}
-            # What the old runtime must close once its last request is done.
-            previous.dropped = [p for name, p in previous.providers.items() if name not in kept]
-        self.dropped: list[Provider] | None = None
 
     def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
@@ -60,15 +60,23 @@ class Runtime:
         self.hooks.breaker_changed(BreakerChanged(name, str(old), str(new)))
 
     def tracker(self, route: ModelRoute, target: Target, stream: bool) -> LatencyTracker | None:
-        """The latency window behind an adaptive delay: per target, TTFT for streams, full latency otherwise."""
+        """The latency window behind `route`'s adaptive delay for `target`: TTFT for streams, full latency
+        otherwise. None when the route's delay is fixed."""
         options = route.hedge.adaptive
         if options is None:
             return None
-        key = (target.provider, target.model, stream)
-        tracker = self._trackers.get(key)
+        windows = self._trackers.setdefault((target.provider, target.model, stream), {})
+        tracker = windows.get(options)
         if tracker is None:
-            tracker = self._trackers[key] = LatencyTracker(options, clock=self.clock)
+            tracker = windows[options] = LatencyTracker(options, clock=self.clock)
         return tracker
+
+    def record_latency(self, target: Target, stream: bool, latency_s: float) -> None:
+        """One latency sample of `target`, for every alias that hedges on it with an adaptive delay."""
+        windows = self._trackers.get((target.provider, target.model, stream))
+        if windows:
+            for tracker in windows.values():
+                tracker.record(latency_s)
 
     def cool_down(self, target: Target, retry_after_s: float | None) -> None:
         wait = DEFAULT_COOLDOWN_S if retry_after_s is None else min(retry_after_s, MAX_COOLDOWN_S)
@@ -78,7 +86,10 @@ class Runtime:
         until = self._cooldown_until.get((target.provider, target.model))
         return until is not None and self.clock() < until
 
-    async def aclose(self) -> None:
-        """Close this runtime's connections; after a reload, only those the new runtime did not take over."""
-        for provider in self.providers.values() if self.dropped is None else self.dropped:
-            await provider.aclose()
+    async def aclose(self, *, in_use: Iterable[Runtime] = ()) -> None:
+        """Close this runtime's connections, except those of providers a live runtime (`in_use`) shares:
+        providers carry over reloads, so one object may serve several config generations at once."""
+        shared = {id(p) for rt in in_use if rt is not self for p in rt.providers.values()}
+        for provider in self.providers.values():
+            if id(provider) not in shared:
+                await provider.aclose()

@@ -12,4 +12,5 @@ def endpoint(config: ProviderConfig) -> Endpoint:
                "anthropic-version": config.anthropic_version}
     if config.api_key:
         headers["x-api-key"] = config.api_key
-    return Endpoint(f"{config.base_url}/v1/messages", headers)
+    base = config.base_url
+    return Endpoint({"chat": f"{base}/v1/messages", "count_tokens": f"{base}/v1/messages/count_tokens"}, headers)

@@ -23,14 +23,17 @@ from gateway.wire import Json, SSEEvent, WireFormat
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
+_MAX_JSON_BODY = 64 * 1024 * 1024  # bytes of a unary answer (embeddings of a large batch are tens of MB)
 _REDACTED = "[redacted]"
+_AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where a provider kind is called, and the headers every call carries (auth included)."""
+    """Where a provider kind is called, by operation ("chat", "embeddings", "count_tokens", ...), and the
+    headers every call carries (auth included). An operation without a URL is one the kind does not serve."""
 
-    url: str
+    urls: Mapping[str, str]
     headers: Mapping[str, str]
 
 
@@ -45,7 +48,8 @@ class HttpProvider:
         self.server_address = parsed.hostname or ""
         self.server_port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._session: aiohttp.ClientSession | None = None
-        self._url = endpoint.url
+        self._urls = dict(endpoint.urls)
+        self.operations = frozenset(self._urls)
         self._headers = dict(endpoint.headers)  # built once: they carry the key and never change
 
     @property
@@ -73,8 +77,36 @@ class HttpProvider:
 
         Batches, not single events, because a fast provider sends many events per read, and every layer the
         events then cross (this generator, the attempt, the client write) costs per step, not per byte."""
-        headers = self._headers if not request.headers else {**self._headers, **request.headers}
-        return self._stream(request.body, headers)
+        return self._stream(request)
+
+    async def call(self, request: UpstreamRequest) -> Json:
+        """A unary call (embeddings, token counting): the provider's JSON answer, or `ProviderError`.
+        Cancelling it closes the connection, as for a stream."""
+        resp = await self._post(request)
+        finished = False
+        try:
+            if resp.status >= 300:
+                raise await self._http_error(resp)
+            raw = await _read_bounded(resp.content, _MAX_JSON_BODY + 1)
+            if len(raw) > _MAX_JSON_BODY:
+                raise self._fault(f"answer larger than {_MAX_JSON_BODY // (1024 * 1024)} MiB", "bad_response")
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+            if not isinstance(body, dict):
+                raise self._fault(f"answer is not a JSON object (HTTP {resp.status})", "bad_response", resp.status)
+            finished = True
+            return body
+        except TimeoutError:
+            raise self._fault(f"no data for {self.config.timeout_s:g} s", "timeout") from None
+        except aiohttp.ClientError as exc:
+            raise self._fault(f"answer broken ({_describe(exc)})", "connection_error") from None
+        finally:
+            if finished:
+                resp.release()
+            else:
+                resp.close()
 
     def redact(self, text: str) -> str:
         """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
@@ -86,16 +118,23 @@ class HttpProvider:
         return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
                              error_type=error_type)
 
-    async def _stream(self, body: Json, headers: Mapping[str, str]) -> AsyncGenerator[list[SSEEvent], None]:
+    async def _post(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        url = self._urls.get(request.operation)
+        if url is None:
+            raise ProviderError(FailureKind.CLIENT, f"{self.name}: {request.operation} is not served by a "
+                                f"{self.kind} provider", status=400, error_type="invalid_request_error")
+        # Forwarded client headers never replace the provider's own auth.
+        headers = self._headers if not request.headers else {
+            **self._headers, **{k: v for k, v in request.headers.items() if k.lower() not in _AUTH_HEADERS}}
         try:
-            payload = orjson.dumps(body)
+            payload = orjson.dumps(request.body)
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
             raise ProviderError(FailureKind.CLIENT, f"{self.name}: request cannot be encoded as JSON ({exc})",
                                 status=400, error_type="invalid_request_error") from None
         try:
             # No redirects: an LLM API never moves, and following one would hand the key headers to
             # whatever server the Location names.
-            resp = await self.session.post(self._url, data=payload, headers=headers, allow_redirects=False)
+            return await self.session.post(url, data=payload, headers=headers, allow_redirects=False)
         except aiohttp.ConnectionTimeoutError:
             raise self._fault(f"connect timeout ({self.config.connect_timeout_s:g} s)", "timeout") from None
         except TimeoutError:  # connected, request sent, no response headers within sock_read
@@ -104,6 +143,9 @@ class HttpProvider:
             raise self._fault(f"invalid response ({exc.message[:200]})", "bad_response") from None
         except aiohttp.ClientError as exc:
             raise self._fault(f"connection failed ({_describe(exc)})", "connection_error") from None
+
+    async def _stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
+        resp = await self._post(request)
         finished = False
         try:
             if resp.status >= 300:

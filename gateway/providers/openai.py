@@ -10,4 +10,5 @@ def endpoint(config: ProviderConfig) -> Endpoint:
     headers = {"content-type": "application/json", "accept": "text/event-stream"}
     if config.api_key:
         headers["authorization"] = f"Bearer {config.api_key}"
-    return Endpoint(f"{config.base_url}/chat/completions", headers)
+    base = config.base_url
+    return Endpoint({"chat": f"{base}/chat/completions", "embeddings": f"{base}/embeddings"}, headers)

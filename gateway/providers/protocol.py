@@ -22,6 +22,7 @@ class UpstreamRequest:
 
     body: Json
     headers: Mapping[str, str] = field(default_factory=dict)
+    operation: str = "chat"  # which of the provider's endpoints: "chat", "embeddings", "count_tokens", ...
 
 
 class Provider(Protocol):
@@ -29,12 +30,17 @@ class Provider(Protocol):
     kind: WireFormat  # the wire format it speaks
     server_address: str  # for traces: where it is
     server_port: int
+    operations: frozenset[str]  # the operations it serves ("chat" always; "embeddings", "count_tokens", ...)
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         """The provider's events in batches (every complete event of one network read), or `ProviderError`.
 
         Nothing is sent before the first iteration. Closing the generator early (a cancelled loser) closes the
         upstream connection instead of returning it to a pool, so the provider sees the client leave at once."""
+        ...
+
+    async def call(self, request: UpstreamRequest) -> Json:
+        """A unary call (embeddings, token counting): the provider's JSON answer, or `ProviderError`."""
         ...
 
     def redact(self, text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -14,8 +15,9 @@ from gateway.server.scope import RateLimited, RequestScope, key_id
 from gateway.wire import Json
 
 
-async def admit(scope: RequestScope) -> tuple[Json, ModelRoute]:
-    """The validated body and its route, with the scope admitted; raises `GatewayError` to reject."""
+async def admit(scope: RequestScope, validate: Callable[[object], Json] | None = None) -> tuple[Json, ModelRoute]:
+    """The validated body (by `validate`, else the door's chat validation) and its route, with the scope
+    admitted; raises `GatewayError` to reject."""
     gw, request = scope.gw, scope.request
     config = gw.config
     api_key = check_key(request, config.server.keys)
@@ -24,7 +26,7 @@ async def admit(scope: RequestScope) -> tuple[Json, ModelRoute]:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, f"request body is not valid JSON: {exc.msg}") from None
-    body = scope.codec.validate_request(parsed)
+    body = (validate or scope.codec.validate_request)(parsed)
     alias = body["model"]
     route = config.models.get(alias)
     if route is None:

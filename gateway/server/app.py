@@ -14,9 +14,10 @@ from aiohttp import web
 from gateway.config import ConfigError, load_config
 from gateway.errors import GatewayError
 from gateway.formats.codecs import ANTHROPIC, OPENAI, Codec
-from gateway.server import handlers
+from gateway.server import endpoints, handlers
 from gateway.server.auth import check_bearer
 from gateway.server.gateway import GATEWAY, Gateway, GatewayHolder, current_gateway
+from gateway.server.scope import RequestScope
 from gateway.telemetry import PROMETHEUS_CONTENT_TYPE
 
 log = logging.getLogger("gateway.server")
@@ -41,7 +42,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         else:
             message = exc.reason
         err = GatewayError(exc.status, message)
-        return web.json_response(door.error_body(err), status=exc.status, headers=_allow(exc))
+        # Rejected before any handler ran (no route, wrong method): logged and counted like every request.
+        async with RequestScope(current_gateway(request), door, request, endpoint="none") as scope:
+            resp = scope.reject(err)
+            resp.headers.update(_allow(exc))
+            return resp
 
 
 def codec_for_path(path: str) -> Codec:
@@ -139,7 +144,11 @@ def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Applic
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/messages", handlers.messages)
-    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_post("/v1/messages/count_tokens", endpoints.count_tokens)
+    app.router.add_post("/v1/embeddings", endpoints.embeddings)
+    app.router.add_post("/embeddings", endpoints.embeddings)
+    app.router.add_get("/v1/models", endpoints.models)
+    app.router.add_get("/v1/models/{model}", endpoints.model)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/reload", admin_reload)

@@ -96,9 +96,11 @@ class GatewayHolder:
         self.first = gateway  # owns the telemetry: closed last
         self.grace_s = grace_s
         self._retiring: set[asyncio.Task[None]] = set()
+        self._live: list[Gateway] = [gateway]  # the current one and those still finishing their requests
 
     def swap(self, new: Gateway) -> None:
         old, self.current = self.current, new
+        self._live.append(new)
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -109,20 +111,19 @@ class GatewayHolder:
                 await old.idle.wait()
         except TimeoutError:
             log.warning("%d requests still running on the previous config after %g s", old.in_flight, self.grace_s)
-        if old is not self.first:
-            await old.aclose()
-        else:  # its telemetry lives on in its successors; close only what they did not take over
-            await old.coalescer.aclose()
-            await old.runtime.aclose()
+        self._live.remove(old)
+        # Its telemetry and state backend live on in its successors; its providers close unless a live
+        # generation (the current one, or an older one still finishing a stream) shares them.
+        await old.coalescer.aclose()
+        await old.runtime.aclose(in_use=[g.runtime for g in self._live])
 
     async def aclose(self) -> None:
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
-        current = self.current
-        await current.coalescer.aclose()
-        current.runtime.dropped = None  # the last one closes everything it has
-        await current.runtime.aclose()
+        for gateway in self._live:  # the current one, and any cut short while still finishing requests
+            await gateway.coalescer.aclose()
+            await gateway.runtime.aclose()
         await self.first.state_backend.aclose()  # shared by every gateway since the first
         if self.first.telemetry is not None:
             await self.first.telemetry.shutdown()

@@ -15,7 +15,6 @@ from gateway.errors import GatewayError
 from gateway.formats.codecs import ANTHROPIC, OPENAI, Codec
 from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.server.admission import admit
-from gateway.server.auth import check_key
 from gateway.server.gateway import current_gateway
 from gateway.server.scope import RequestScope
 from gateway.server.writing import write_json, write_replay, write_stream
@@ -37,17 +36,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "state": current_gateway(request).state_backend.health()})
 
 
-async def models(request: web.Request) -> web.Response:
-    gw = current_gateway(request)
-    check_key(request, gw.config.server.keys)
-    # One list both SDKs parse: OpenAI's fields and Anthropic's side by side.
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway", "type": "model",
-             "display_name": alias, "created_at": "1970-01-01T00:00:00Z"} for alias in gw.config.models]
-    return web.json_response({"object": "list", "data": data, "has_more": False,
-                              "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None})
-
-
 async def _chat(request: web.Request, codec: Codec) -> web.StreamResponse:
     # The gateway is captured once: a reload mid-request does not change this request's config.
     async with RequestScope(current_gateway(request), codec, request) as scope:
@@ -58,7 +46,7 @@ async def _chat(request: web.Request, codec: Codec) -> web.StreamResponse:
         options = route.cache
         if options is None or not is_cacheable(body, options) or "no-cache" in request.headers.get("cache-control",
                                                                                                    ""):
-            return await _race(scope, body, None)
+            return await race(scope, body, None)
         key = cache_key(codec.format, route.alias, body, scope.key.key if scope.key else None, options)
         hit = await scope.gw.answers.get(route.alias, key)
         if hit is not None:
@@ -66,7 +54,7 @@ async def _chat(request: web.Request, codec: Codec) -> web.StreamResponse:
             return await write_replay(scope, body, hit, "hit")
         scope.set_cache("miss")
         if scope.record.stream:  # streamed through as usual; the aggregated answer is stored for the next caller
-            return await _race(scope, body, key)
+            return await race(scope, body, key)
         return await _coalesced(scope, body, key)
 
 
@@ -119,13 +107,13 @@ async def _flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:
     return answer
 
 
-async def _race(scope: RequestScope, body: Json, store_key: str | None) -> web.StreamResponse:
-    """Run the hedge race for this request and write the winner's answer."""
+async def race(scope: RequestScope, body: Json, store_key: str | None, *, hedge: bool = True) -> web.StreamResponse:
+    """Run the hedge race for this request and write the winner's answer (stored under `store_key` if set)."""
     async with asyncio.TaskGroup() as tg:
         # Errors are handled inside the group: TaskGroup would wrap them in an ExceptionGroup. The answer is
         # written inside it too, before the group awaits the cancelled losers: teardown never delays the winner.
         try:
-            winner = await scope.gw.engine.run(scope.record, body, tg, scope.deadline,
+            winner = await scope.gw.engine.run(scope.record, body, tg, scope.deadline, hedge=hedge,
                                                forward_headers=scope.codec.forward_headers(scope.request.headers))
         except GatewayError as err:
             return scope.reject(err)

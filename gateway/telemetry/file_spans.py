@@ -90,7 +90,7 @@ class FileSpanHooks(TelemetryHooks):
     def _end_attempt(self, attempt: Attempt | None, span: _FileSpan) -> None:
         if attempt is not None:
             span.attributes.update(span_attributes.attempt_end(attempt))
-        name = f"chat {attempt.target.model}" if attempt is not None else "chat"
+        name = f"{attempt.operation} {attempt.target.model}" if attempt is not None else "chat"
         self._write(name, "CLIENT", span, "ERROR" if attempt is not None and attempt.error is not None else "UNSET")
 
     def request_finished(self, summary: RequestSummary) -> None:

@@ -138,7 +138,7 @@ class TelemetryHooks(Hooks):
         if self._tracer is None or state is None:
             return
         state.attempts[event.index] = self._tracer.start_span(
-            f"chat {event.target.model}", context=state.context, kind=SpanKind.CLIENT,
+            f"{event.operation} {event.target.model}", context=state.context, kind=SpanKind.CLIENT,
             attributes=span_attributes.attempt_start(event, self._kind(event.target.provider)))
 
     def attempt_finished(self, attempt: Attempt) -> None:
@@ -154,8 +154,8 @@ class TelemetryHooks(Hooks):
             attrs = span_attributes.attempt_start(attempt, self._kind(attempt.provider))
             attrs.update(span_attributes.attempt_end(attempt))
             now = time.time_ns()
-            self._tracer.start_span(f"chat {attempt.target.model}", context=state.context, kind=SpanKind.CLIENT,
-                                    attributes=attrs, start_time=now).end(now)
+            self._tracer.start_span(f"{attempt.operation} {attempt.target.model}", context=state.context,
+                                    kind=SpanKind.CLIENT, attributes=attrs, start_time=now).end(now)
 
     @staticmethod
     def _end_attempt_span(attempt: Attempt | None, span: Span) -> None:

@@ -136,7 +136,8 @@ class GatewayMetrics:
         model = attempt.target.model
         for token_type, count in (("input", attempt.billed_input_tokens), ("output", attempt.billed_output_tokens)):
             self.token_usage.record(count, self._cached(
-                ("tokens", provider, model, token_type), _token_attributes(provider_kind, provider, model, token_type)))
+                ("tokens", provider, model, token_type, attempt.operation),
+                _token_attributes(attempt.operation, provider_kind, provider, model, token_type)))
         cost = attempt.cost_usd
 
         def cost_attributes() -> Attributes:
@@ -158,6 +159,7 @@ class GatewayMetrics:
             n.PROVIDER: provider, n.BREAKER_FROM: old, n.BREAKER_TO: new})
 
 
-def _token_attributes(provider_kind: str, provider: str, model: str, token_type: str) -> Callable[[], Attributes]:
-    return lambda: {n.OPERATION: n.CHAT, n.PROVIDER_NAME: provider_kind, n.PROVIDER: provider,
+def _token_attributes(operation: str, provider_kind: str, provider: str, model: str,
+                      token_type: str) -> Callable[[], Attributes]:
+    return lambda: {n.OPERATION: operation, n.PROVIDER_NAME: provider_kind, n.PROVIDER: provider,
                     n.REQUEST_MODEL: model, n.TOKEN_TYPE: token_type}

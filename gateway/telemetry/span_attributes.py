@@ -61,7 +61,7 @@ def content(body: Json) -> Attrs:
 def attempt_start(attempt: AttemptStarted | Attempt, provider_kind: str) -> Attrs:
     target = attempt.target
     attrs: Attrs = {
-        n.OPERATION: n.CHAT,
+        n.OPERATION: attempt.operation,
         n.PROVIDER_NAME: provider_kind,
         n.PROVIDER: target.provider,
         n.REQUEST_MODEL: target.model,

@@ -37,6 +37,7 @@ class FakeProvider:
 
     server_address = "127.0.0.1"
     server_port = 9
+    operations = frozenset({"chat", "embeddings"})
 
     def __init__(self, name: str, plans: list[Plan] | Plan | None = None) -> None:
         self.name = name
@@ -46,6 +47,25 @@ class FakeProvider:
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         return self._run(request.body)
+
+    async def call(self, request: UpstreamRequest) -> Json:
+        """Embeddings, after the plan's time to first token."""
+        plan = self.plans[min(len(self.calls), len(self.plans) - 1)]
+        loop = asyncio.get_running_loop()
+        call = Call(body=request.body, started=loop.time())
+        self.calls.append(call)
+        try:
+            await asyncio.sleep(plan.ttft_s)
+            if plan.error is not None:
+                raise plan.error
+            call.completed = True
+            return {"object": "list", "model": request.body["model"], "usage": {"prompt_tokens": 5, "total_tokens": 5},
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}], "provider": self.name}
+        except asyncio.CancelledError:
+            call.cancelled = True
+            raise
+        finally:
+            call.ended = loop.time()
 
     def redact(self, text: str) -> str:
         return text

@@ -80,3 +80,35 @@ async def test_the_hedge_delay_follows_the_target_that_really_went_first() -> No
     summary, _ = await run(rt)
     assert summary.hedge_delay_s == pytest.approx(0.05)
     assert len(c.calls) == 1  # b took 200 ms, more than its usual 50 ms: hedged to c
+
+
+def test_aliases_sharing_a_target_each_get_their_own_quantile_and_clamp() -> None:
+    from gateway.clock import FakeClock
+    from gateway.config.model import GatewayConfig, ModelRoute, Price, ProviderConfig, ServerConfig, Target
+    from gateway.engine import Runtime
+    from gateway.wire import WireFormat
+
+    target = Target("a", "m", Price(1, 1))
+    fast = AdaptiveDelayOptions(quantile=0.5, min_delay_ms=10, max_delay_ms=10_000, min_samples=1)
+    clamped = AdaptiveDelayOptions(quantile=0.99, min_delay_ms=2000, max_delay_ms=5000, min_samples=1)
+    routes = {name: ModelRoute(alias=name, targets=(target,), hedge=HedgeConfig(adaptive=options))
+              for name, options in (("p50", fast), ("p99", clamped))}
+    config = GatewayConfig(server=ServerConfig(), models=routes, providers={
+        "a": ProviderConfig(name="a", kind=WireFormat.OPENAI, base_url="http://127.0.0.1:9/v1")})
+    rt = Runtime(config, providers={"a": FakeProvider("a")}, clock=FakeClock())
+    p50, p99 = rt.tracker(routes["p50"], target, False), rt.tracker(routes["p99"], target, False)
+    assert p50 is not None and p99 is not None and p50 is not p99
+    for latency in (0.1, 0.2, 0.3):
+        rt.record_latency(target, False, latency)
+    assert p50.delay_s() == pytest.approx(0.2)
+    assert p99.delay_s() == pytest.approx(2.0)  # its own clamp, from the same samples
+
+    # A reload that changes an alias's options gives it a new window with those options.
+    wider = AdaptiveDelayOptions(quantile=0.99, min_delay_ms=10, max_delay_ms=5000, min_samples=1)
+    reloaded = GatewayConfig(server=ServerConfig(), providers=config.providers, models={
+        **routes, "p99": ModelRoute(alias="p99", targets=(target,), hedge=HedgeConfig(adaptive=wider))})
+    rt2 = Runtime(reloaded, providers={"a": FakeProvider("a")}, clock=FakeClock(), previous=rt)
+    again = rt2.tracker(reloaded.models["p99"], target, False)
+    assert again is not None and again.options == wider
+    rt2.record_latency(target, False, 0.3)
+    assert again.delay_s() == pytest.approx(0.3)

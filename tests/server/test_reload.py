@@ -72,3 +72,39 @@ async def test_reload_swaps_config_but_not_for_running_requests(tmp_path: Path) 
                 assert holder.current is new
         finally:
             await runner.cleanup()
+
+
+async def test_two_reloads_in_a_row_do_not_cut_a_stream_started_on_the_oldest_config(tmp_path: Path) -> None:
+    # A: the stream starts. B: an extra alias (provider a unchanged, so B shares A's provider object). C: a's
+    # timeout changes, so C gets a new provider object and B, idle at once, retires. B must not close the
+    # provider object A's stream still uses.
+    slow_stream = {"ttft": 50, "per_token": 40, "output_tokens": 40}
+    async with SimulatedProvider(parse_profile(slow_stream), name="a") as a, SimulatedProvider(name="b") as b:
+        path = tmp_path / "g.yaml"
+        path.write_text(config_text(a, b, "a"))
+        app = build_app(Gateway(load_config(path)), config_path=str(path))
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions"
+        body = orjson.dumps({"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                    url, data=body, headers={"content-type": "application/json"}) as resp:
+                assert resp.status == 200
+                first = await resp.content.readline()  # the stream is running on config A
+                assert first.startswith(b"data: ")
+                extra = yaml.safe_load(config_text(a, b, "a"))
+                extra["models"]["other"] = extra["models"]["chat"]
+                path.write_text(yaml.safe_dump(extra))
+                assert await reload_config(app) is None  # B
+                changed = yaml.safe_load(config_text(a, b, "a"))
+                changed["providers"]["a"]["timeout_s"] = 30
+                path.write_text(yaml.safe_dump(changed))
+                assert await reload_config(app) is None  # C
+                rest = await resp.content.read()
+            assert rest.rstrip().endswith(b"data: [DONE]")
+            assert b'"error"' not in rest
+        finally:
+            await runner.cleanup()
