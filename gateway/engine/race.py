@@ -31,7 +31,7 @@ from gateway.formats.codecs import codec_for
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator, translation
 from gateway.translate.passthrough import PASSTHROUGH
-from gateway.wire import Json, SSEEvent
+from gateway.wire import Json, SSEEvent, WireFormat
 
 
 class Completed:
@@ -257,7 +257,8 @@ class _Race:
             self.next_target += 1
             record.attempts_launched += 1
             run = AttemptRun(record, index, target, kind, provider=provider, upstream=upstream,
-                             inspect=codec_for(provider.kind).inspect, translator=translator, clock=rt.clock,
+                             inspect=codec_for(self.upstream_format(provider)).inspect, translator=translator,
+                             clock=rt.clock,
                              hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
                              input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot)
             self.sent += 1
@@ -268,13 +269,22 @@ class _Race:
             return run
         return None
 
+    def upstream_format(self, provider: Provider) -> WireFormat:
+        """The wire format to speak to `provider`: the door's own when the provider serves it natively (no
+        translation), else the provider's kind."""
+        door = self.record.door
+        return door if door in provider.speaks else provider.kind
+
     def upstream_for(self, provider: Provider, target: Target) -> tuple[UpstreamRequest, StreamTranslator]:
         """What to send to `target` for this request; raises `GatewayError` when it cannot be expressed there."""
         record, operation = self.record, self.record.endpoint
         if operation == "chat":
-            pair = translation(record.door, provider.kind)
+            fmt = self.upstream_format(provider)
+            pair = translation(record.door, fmt)
             body = pair.request(self.body, model=target.model, default_max_tokens=self.route.default_max_tokens)
-            return UpstreamRequest(body, self.forward_headers if pair.same_format else {}), pair.stream()
+            # The kind's own format goes to its chat URL; another native format to the URL named after it.
+            endpoint = "chat" if fmt is provider.kind else str(fmt)
+            return UpstreamRequest(body, self.forward_headers if pair.same_format else {}, endpoint), pair.stream()
         # Embeddings and token counts pass through, unchanged but for the model, to providers that serve them.
         if operation not in provider.operations:
             raise GatewayError(400, f"model '{record.alias}' has no target that serves {operation}: "

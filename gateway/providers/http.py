@@ -50,6 +50,8 @@ class HttpProvider:
         self._session: aiohttp.ClientSession | None = None
         self._urls = dict(endpoint.urls)
         self.operations = frozenset(self._urls)
+        # The kind's chat format, and any other wire format the endpoint has a URL for (by the format's name).
+        self.speaks = frozenset({self.kind} | {fmt for fmt in WireFormat if fmt.value in self._urls})
         self._headers = dict(endpoint.headers)  # built once: they carry the key and never change
 
     @property

@@ -22,7 +22,8 @@ class UpstreamRequest:
 
     body: Json
     headers: Mapping[str, str] = field(default_factory=dict)
-    operation: str = "chat"  # which of the provider's endpoints: "chat", "embeddings", "count_tokens", ...
+    operation: str = "chat"  # which of the provider's endpoints: "chat" (in its kind's format), a wire format it
+    # also speaks natively (e.g. "responses"), "embeddings", "count_tokens"
 
 
 class Provider(Protocol):
@@ -31,6 +32,7 @@ class Provider(Protocol):
     server_address: str  # for traces: where it is
     server_port: int
     operations: frozenset[str]  # the operations it serves ("chat" always; "embeddings", "count_tokens", ...)
+    speaks: frozenset[WireFormat]  # the wire formats it serves natively (its `kind`, and maybe more)
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         """The provider's events in batches (every complete event of one network read), or `ProviderError`.

@@ -45,6 +45,10 @@ class FakeProvider:
         self.plans = plans if isinstance(plans, list) else [plans or Plan()]
         self.calls: list[Call] = []
 
+    @property
+    def speaks(self) -> frozenset[WireFormat]:
+        return frozenset({self.kind})
+
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         return self._run(request.body)
 
