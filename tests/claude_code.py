@@ -16,10 +16,12 @@ CLAUDE_CODE_BODY: Any = {
                {"type": "text", "text": "You are a Claude agent.", "cache_control": {"type": "ephemeral"}},
                {"type": "text", "text": "You are an agent working with the user.",
                 "cache_control": {"type": "ephemeral"}}],
+    # The system turn comes last, after the prompt: messages[1], where the door used to stop it.
     "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>...</system-reminder>"}]},
-        {"role": "system", "content": [{"type": "text", "text": "# Environment\n - Platform: linux"}]},
-        {"role": "user", "content": [{"type": "text", "text": "say hi", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>...</system-reminder>"},
+                                     {"type": "text", "text": "say hi"}]},
+        {"role": "system", "content": [{"type": "text", "text": "# Environment\n - Platform: linux",
+                                        "cache_control": {"type": "ephemeral"}}]},
     ],
     "tools": [{"name": "Bash", "description": "Run a command",
                "input_schema": {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",

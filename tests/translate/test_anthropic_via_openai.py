@@ -181,9 +181,9 @@ def test_claude_code_request(assert_shape: Any) -> None:
         {"role": "system", "content": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332"},
                                        {"type": "text", "text": "You are a Claude agent."},
                                        {"type": "text", "text": "You are an agent working with the user."}]},
-        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>...</system-reminder>"}]},
+        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>...</system-reminder>"},
+                                     {"type": "text", "text": "say hi"}]},
         {"role": "system", "content": "# Environment\n - Platform: linux"},
-        {"role": "user", "content": [{"type": "text", "text": "say hi"}]},
     ]
     assert got["user"] == CLAUDE_CODE_BODY["metadata"]["user_id"]
     assert got["max_completion_tokens"] == 32000

@@ -56,7 +56,7 @@ def test_claude_code_request_reaches_an_anthropic_provider_as_sent() -> None:
     assert got == {**CLAUDE_CODE_BODY, "model": "claude-haiku-4-5"}
     assert body == CLAUDE_CODE_BODY  # the client's body is the same after
     assert got["messages"][1] == {"role": "system", "content": [
-        {"type": "text", "text": "# Environment\n - Platform: linux"}]}
+        {"type": "text", "text": "# Environment\n - Platform: linux", "cache_control": {"type": "ephemeral"}}]}
 
 
 def test_unknown_fields_reach_an_openai_provider_as_sent() -> None:
