@@ -5,12 +5,14 @@ Every format module exports `validate_request`, `encode_event`, `STREAM_END`, `e
 `WireFormat` and use it without knowing which format it is.
 
 This package module holds what the format modules share: `EventInfo` (what `inspect` reports about one
-provider event) and small request-validation helpers that build the door's 400 errors.
+provider event) and the request-validation helpers, which take the format's `Wording` so that each door's 400s
+read like the errors of the API it imitates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,9 +77,69 @@ def content_info(text: str) -> EventInfo:
 MAX_NESTING = 128
 
 
-def invalid(param: str, problem: str) -> GatewayError:
-    """A 400 for one request field; the message starts with the field path so clients see what is wrong."""
-    return GatewayError(400, f"{param}: {problem}", type="invalid_request_error", param=param)
+# ---------------------------------------------------------------- request validation
+#
+# A door checks only what the gateway itself reads to route, hedge, translate and account; every other field goes
+# to a provider of the same format as the client sent it. What it does reject, it words as the API it imitates
+# would: clients act on that text (Claude Code drops a beta and retries only when a 400 reads like Anthropic's).
+
+
+class Kind(enum.Enum):
+    """The JSON type a field must have."""
+
+    STRING = "string"
+    OBJECT = "object"
+    ARRAY = "array"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    NUMBER = "number"
+    CONTENT = "content"  # message content: a string or an array of blocks/parts
+    STRINGS = "strings"  # a string or an array of strings (OpenAI's stop)
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+# What `field` returns for an absent key: "Field required" and "expected a string, got null" are different faults.
+MISSING: object = _Missing()
+
+
+def field(obj: Mapping[str, object], name: str) -> object:
+    return obj.get(name, MISSING)
+
+
+class Wording(Protocol):
+    """How one API names a field and words each kind of fault; every method returns the 400 to raise."""
+
+    def key(self, path: str, name: str) -> str:
+        """The path of field `name` inside the object at `path` ("" is the body)."""
+        ...
+
+    def index(self, path: str, i: int) -> str:
+        """The path of item `i` of the array at `path`."""
+        ...
+
+    def member(self, path: str, tag: str) -> str:
+        """The path inside the `tag` member of a tagged union at `path` (Anthropic names it; OpenAI does not)."""
+        ...
+
+    def missing(self, path: str) -> GatewayError: ...
+    def missing_tag(self, path: str) -> GatewayError: ...
+    def wrong_type(self, path: str, expected: Kind, value: object) -> GatewayError: ...
+    def empty(self, path: str, value: str | list[object]) -> GatewayError: ...
+    def below(self, path: str, kind: Kind, minimum: float, value: float) -> GatewayError: ...
+    def above(self, path: str, kind: Kind, maximum: float, value: float) -> GatewayError: ...
+    def too_long(self, path: str, maximum: int, value: list[object]) -> GatewayError: ...
+    def not_one_of(self, path: str, value: str, allowed: Sequence[str]) -> GatewayError: ...
+
+
+def invalid(param: str | None, message: str, *, code: str | None = None) -> GatewayError:
+    """A 400 for one request field (`param`, also what the OpenAI error body names), worded by the caller."""
+    return GatewayError(400, message, type="invalid_request_error", param=param, code=code)
 
 
 def is_number(value: object) -> bool:
@@ -85,61 +147,79 @@ def is_number(value: object) -> bool:
     return type(value) is int or type(value) is float
 
 
-def check_number(value: object, param: str, low: float, high: float) -> None:
-    if not is_number(value):
-        raise invalid(param, f"must be a number between {low:g} and {high:g}")
-    if not low <= value <= high:  # type: ignore[operator]  # is_number checked it is int or float
-        raise invalid(param, f"must be between {low:g} and {high:g}, got {value}")
-
-
-def check_positive_int(value: object, param: str) -> None:
-    if type(value) is not int or value < 1:
-        raise invalid(param, "must be a positive integer")
-
-
-def check_bool(value: object, param: str) -> None:
-    if type(value) is not bool:
-        raise invalid(param, "must be a boolean")
-
-
-def check_non_empty_str(value: object, param: str) -> None:
-    if type(value) is not str or not value:
-        raise invalid(param, "must be a non-empty string")
-
-
-def check_str(value: object, param: str) -> None:
+def check_str(w: Wording, value: object, path: str, *, non_empty: bool = False) -> str:
     if type(value) is not str:
-        raise invalid(param, "must be a string")
-
-
-def check_object(value: object, param: str) -> dict[str, object]:
-    if type(value) is not dict:
-        raise invalid(param, "must be an object")
-    return value
-
-
-def check_list(value: object, param: str, *, non_empty: bool = False) -> list[object]:
-    if type(value) is not list:
-        raise invalid(param, "must be a non-empty array" if non_empty else "must be an array")
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.STRING, value)
     if non_empty and not value:
-        raise invalid(param, "must be a non-empty array")
+        raise w.empty(path, value)
     return value
 
 
-def check_typed_parts(parts: list[object], param: str,
-                      each: Callable[[dict[str, object], str], None] | None = None) -> None:
-    """Content parts/blocks: each an object with a string `type`; `each(part, path)` checks the fields the
-    gateway itself reads or translates (the provider checks the rest)."""
+def check_object(w: Wording, value: object, path: str) -> dict[str, object]:
+    if type(value) is not dict:
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.OBJECT, value)
+    return value
+
+
+def check_list(w: Wording, value: object, path: str, *, non_empty: bool = False) -> list[object]:
+    if type(value) is not list:
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.ARRAY, value)
+    if non_empty and not value:
+        raise w.empty(path, value)
+    return value
+
+
+def check_bool(w: Wording, value: object, path: str) -> bool:
+    if type(value) is not bool:
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.BOOLEAN, value)
+    return value
+
+
+def check_int(w: Wording, value: object, path: str, *, minimum: int) -> int:
+    if type(value) is not int:
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.INTEGER, value)
+    if value < minimum:
+        raise w.below(path, Kind.INTEGER, minimum, value)
+    return value
+
+
+def check_number(w: Wording, value: object, path: str, low: float, high: float) -> float:
+    if not is_number(value):
+        raise w.missing(path) if value is MISSING else w.wrong_type(path, Kind.NUMBER, value)
+    number: float = value  # type: ignore[assignment]  # is_number checked it is int or float
+    if number < low:
+        raise w.below(path, Kind.NUMBER, low, number)
+    if number > high:
+        raise w.above(path, Kind.NUMBER, high, number)
+    return number
+
+
+def check_one_of(w: Wording, value: object, path: str, allowed: Sequence[str]) -> str:
+    text = check_str(w, value, path)
+    if text not in allowed:
+        raise w.not_one_of(path, text, allowed)
+    return text
+
+
+def check_typed_parts(w: Wording, parts: list[object], path: str,
+                      each: Callable[[dict[str, object], str, str], None] | None = None) -> None:
+    """Content parts/blocks: each an object with a string `type` (the union's tag); `each(part, type, path)`
+    checks the fields the gateway itself reads or translates (the provider judges the rest)."""
     for j, part in enumerate(parts):
-        block = check_object(part, f"{param}[{j}]")
-        if type(block.get("type")) is not str:
-            raise invalid(f"{param}[{j}].type", "must be a string naming the part type")
+        where = w.index(path, j)
+        block = check_object(w, part, where)
+        kind = block.get("type", MISSING)
+        if kind is MISSING:
+            raise w.missing_tag(where)
+        kind = check_str(w, kind, w.key(where, "type"))
         if each is not None:
-            each(block, f"{param}[{j}]")
+            each(block, kind, where)
 
 
 def check_nesting(body: object, limit: int = MAX_NESTING) -> None:
-    """Raise a 400 if arrays/objects nest deeper than `limit` levels (the body itself is level 1)."""
+    """Raise a 400 if arrays/objects nest deeper than `limit` levels (the body itself is level 1).
+
+    The gateway's own limit, so its own words: neither API documents one."""
     if (type(body) is dict or type(body) is list) and not _nests_within(body, limit - 1):
         raise GatewayError(400, f"request body is nested more than {limit} levels deep",
                            type="invalid_request_error")
@@ -154,15 +234,12 @@ def _nests_within(value: dict[str, object] | list[object], budget: int) -> bool:
     return True
 
 
-def check_request_object(body: object) -> Json:
-    """The body itself, `model` and the `messages` array: the same rules in both formats."""
+def check_request_object(w: Wording, body: object) -> Json:
+    """The body itself, `model` and the `messages` array: what both formats check first."""
     if type(body) is not dict:
         raise GatewayError(400, "request body must be a JSON object", type="invalid_request_error")
     check_nesting(body)
-    if "model" not in body:
-        raise invalid("model", "required")
-    check_non_empty_str(body["model"], "model")
-    if "messages" not in body:
-        raise invalid("messages", "required")
-    check_list(body["messages"], "messages", non_empty=True)
+    model = field(body, "model")
+    check_str(w, model, "model", non_empty=True)
+    check_list(w, field(body, "messages"), "messages", non_empty=True)
     return body

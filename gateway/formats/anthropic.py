@@ -6,22 +6,27 @@ The gateway always streams from providers, so `Aggregator` rebuilds a non-stream
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats import (
+    MISSING,
     NOTHING,
     EventInfo,
+    Kind,
     check_bool,
+    check_int,
     check_list,
-    check_non_empty_str,
     check_number,
     check_object,
-    check_positive_int,
+    check_one_of,
     check_request_object,
     check_str,
     check_typed_parts,
     content_info,
+    field,
     invalid,
 )
 from gateway.wire import Json, SSEEvent
@@ -41,135 +46,215 @@ __all__ = [
 # Anthropic streams end with the message_stop event itself; nothing follows it on the wire.
 STREAM_END = b""
 
-_ROLES = ("user", "assistant")
-
-
 # ---------------------------------------------------------------- request validation
+
+class _Wording:
+    """Anthropic's words for a bad field: `<path>: <problem>`, the path dotted, with array indices and the tag of
+    a union member (`messages.3.content.1.tool_use.input: Input should be a valid dictionary`), the problem in
+    pydantic's phrasing ("Field required", "Input should be a valid integer")."""
+
+    def key(self, path: str, name: str) -> str:
+        return f"{path}.{name}" if path else name
+
+    def index(self, path: str, i: int) -> str:
+        return f"{path}.{i}"
+
+    def member(self, path: str, tag: str) -> str:
+        return f"{path}.{tag}"
+
+    def missing(self, path: str) -> GatewayError:
+        return _fault(path, "Field required")
+
+    def missing_tag(self, path: str) -> GatewayError:
+        return _fault(path, "Unable to extract tag using discriminator 'type'")
+
+    def wrong_type(self, path: str, expected: Kind, value: object) -> GatewayError:
+        return _fault(path, _EXPECTED[expected])
+
+    def empty(self, path: str, value: str | list[object]) -> GatewayError:
+        if path == "messages":
+            return _fault(path, "at least one message is required")
+        if type(value) is str:
+            return _fault(path, "String should have at least 1 character")
+        return _fault(path, "List should have at least 1 item after validation, not 0")
+
+    def below(self, path: str, kind: Kind, minimum: float, value: float) -> GatewayError:
+        return _fault(path, f"Input should be greater than or equal to {minimum:g}")
+
+    def above(self, path: str, kind: Kind, maximum: float, value: float) -> GatewayError:
+        return _fault(path, f"Input should be less than or equal to {maximum:g}")
+
+    def too_long(self, path: str, maximum: int, value: list[object]) -> GatewayError:
+        return _fault(path, f"List should have at most {maximum} items after validation, not {len(value)}")
+
+    def not_one_of(self, path: str, value: str, allowed: Sequence[str]) -> GatewayError:
+        quoted = [f"'{item}'" for item in allowed]
+        options = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        return _fault(path, f"Input should be {options}")
+
+
+def _fault(path: str, problem: str) -> GatewayError:
+    return invalid(path, f"{path}: {problem}")
+
+
+_EXPECTED = {
+    Kind.STRING: "Input should be a valid string",
+    Kind.OBJECT: "Input should be a valid dictionary",
+    Kind.ARRAY: "Input should be a valid list",
+    Kind.BOOLEAN: "Input should be a valid boolean",
+    Kind.INTEGER: "Input should be a valid integer",
+    Kind.NUMBER: "Input should be a valid number",
+    Kind.CONTENT: "Input should be a valid list",
+    Kind.STRINGS: "Input should be a valid list",
+}
+
+W = _Wording()
+
 
 def validate_request(body: object) -> Json:
     """Check a client's Messages body; raise GatewayError(400, param=<field path>) on the first fault.
 
     Unlike the OpenAI door, a null optional field is rejected: the Messages API does not accept nulls.
+    Fields the gateway does not read (thinking, context_management, cache_control, output_config.effort, betas
+    yet to come...) are not looked at: they reach an Anthropic provider as sent.
     """
-    req = check_request_object(body)
+    req = check_request_object(W, body)
     for i, message in enumerate(req["messages"]):
         _validate_message(message, i)
-    if "max_tokens" not in req:
-        raise invalid("max_tokens", "required")
-    check_positive_int(req["max_tokens"], "max_tokens")
+    # 0 is valid: it fills the prompt cache without generating (anthropic.types.MessageCreateParams.max_tokens).
+    check_int(W, field(req, "max_tokens"), "max_tokens", minimum=0)
     if "stream" in req:
-        check_bool(req["stream"], "stream")
+        check_bool(W, req["stream"], "stream")
+    # Ranges are checked (not only types) so that hedged targets of either kind judge a request alike.
     if "temperature" in req:
-        check_number(req["temperature"], "temperature", 0, 1)
+        check_number(W, req["temperature"], "temperature", 0, 1)
     if "top_p" in req:
-        check_number(req["top_p"], "top_p", 0, 1)
+        check_number(W, req["top_p"], "top_p", 0, 1)
     if "stop_sequences" in req:
-        for j, item in enumerate(check_list(req["stop_sequences"], "stop_sequences")):
-            if type(item) is not str:
-                raise invalid(f"stop_sequences[{j}]", "must be a string")
+        for j, item in enumerate(check_list(W, req["stop_sequences"], "stop_sequences")):
+            check_str(W, item, W.index("stop_sequences", j))
     if "system" in req:
         _validate_system(req["system"])
     if "tools" in req:
-        for i, tool in enumerate(check_list(req["tools"], "tools")):
+        for i, tool in enumerate(check_list(W, req["tools"], "tools")):
             _validate_tool(tool, i)
     # Fields the gateway translates for OpenAI providers: checked here, so a bad one is a 400 naming it
     # rather than a translation crash or a malformed upstream request.
     if "tool_choice" in req:
         _validate_tool_choice(req["tool_choice"])
     if "metadata" in req:
-        metadata = check_object(req["metadata"], "metadata")
-        if (user_id := metadata.get("user_id")) is not None:
-            check_str(user_id, "metadata.user_id")
+        metadata = check_object(W, req["metadata"], "metadata")
+        if (user_id := metadata.get("user_id")) is not None:  # the SDK's type lets user_id be null
+            check_str(W, user_id, "metadata.user_id")
     if "output_config" in req:
-        output_config = check_object(req["output_config"], "output_config")
+        output_config = check_object(W, req["output_config"], "output_config")
         if (output_format := output_config.get("format")) is not None:
-            spec = check_object(output_format, "output_config.format")
-            check_non_empty_str(spec.get("type"), "output_config.format.type")
+            spec = check_object(W, output_format, "output_config.format")
+            check_str(W, field(spec, "type"), "output_config.format.type", non_empty=True)
             if (schema := spec.get("schema")) is not None:
-                check_object(schema, "output_config.format.schema")
+                check_object(W, schema, "output_config.format.schema")
     return req
 
 
+# Role "system" inside messages: mid-conversation system turns (anthropic.types.SystemMessageParam; Claude Code
+# sends one for any model name it does not know). An Anthropic provider gets them as sent; OpenAI ones get a
+# system message in the same place.
+_ROLES = ("user", "assistant", "system")
 _TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
 
 
-def _validate_tool_choice(choice: object) -> None:
-    spec = check_object(choice, "tool_choice")
-    kind = spec.get("type")
-    if kind not in _TOOL_CHOICE_TYPES:
-        raise invalid("tool_choice.type", f"must be one of {', '.join(_TOOL_CHOICE_TYPES)}")
-    if kind == "tool":
-        check_non_empty_str(spec.get("name"), "tool_choice.name")
-    if (disable := spec.get("disable_parallel_tool_use")) is not None:
-        check_bool(disable, "tool_choice.disable_parallel_tool_use")
+def _validate_message(message: object, i: int) -> None:
+    where = W.index("messages", i)
+    msg = check_object(W, message, where)
+    role = field(msg, "role")
+    if role is MISSING:
+        raise W.missing(W.key(where, "role"))
+    if role not in _ROLES:
+        # The API's own words for a bad role (it names no index), extended by the role it now also takes.
+        raise invalid(W.key(where, "role"), f"messages: Unexpected role {orjson.dumps(role).decode()}. "
+                      'Allowed roles are "user", "assistant" or "system"')
+    content = field(msg, "content")
+    path = W.key(where, "content")
+    if type(content) is list:
+        check_typed_parts(W, content, path, _validate_block)
+    elif type(content) is not str:
+        raise W.missing(path) if content is MISSING else W.wrong_type(path, Kind.CONTENT, content)
 
 
-def _validate_block(block: dict[str, object], where: str) -> None:
-    """The fields of a content block the gateway reads or translates."""
-    kind = block["type"]
+def _validate_block(block: dict[str, object], kind: str, where: str) -> None:
+    """The fields of a content block the gateway reads or translates; paths name the block's type, as the API's."""
+    at = W.member(where, kind)
     if kind == "text":
-        check_str(block.get("text"), f"{where}.text")
+        check_str(W, field(block, "text"), W.key(at, "text"))
     elif kind in ("image", "document"):
-        _validate_source(block.get("source"), f"{where}.source")
+        _validate_source(field(block, "source"), W.key(at, "source"))
     elif kind == "tool_use":
-        check_non_empty_str(block.get("id"), f"{where}.id")
-        check_non_empty_str(block.get("name"), f"{where}.name")
-        check_object(block.get("input"), f"{where}.input")
+        check_str(W, field(block, "id"), W.key(at, "id"), non_empty=True)
+        check_str(W, field(block, "name"), W.key(at, "name"), non_empty=True)
+        check_object(W, field(block, "input"), W.key(at, "input"))
     elif kind == "tool_result":
-        check_non_empty_str(block.get("tool_use_id"), f"{where}.tool_use_id")
+        check_str(W, field(block, "tool_use_id"), W.key(at, "tool_use_id"), non_empty=True)
         content = block.get("content")
         if content is not None and type(content) is not str:
-            parts = check_list(content, f"{where}.content")
-            check_typed_parts(parts, f"{where}.content", _validate_block)
+            path = W.key(at, "content")
+            check_typed_parts(W, check_list(W, content, path), path, _validate_block)
 
 
 def _validate_source(source: object, where: str) -> None:
-    spec = check_object(source, where)
-    kind = spec.get("type")
-    check_non_empty_str(kind, f"{where}.type")
+    spec = check_object(W, source, where)
+    kind = field(spec, "type")
+    if kind is MISSING:
+        raise W.missing_tag(where)
+    kind = check_str(W, kind, W.key(where, "type"), non_empty=True)
+    at = W.member(where, kind)
     if kind == "base64":
-        check_non_empty_str(spec.get("media_type"), f"{where}.media_type")
-        check_str(spec.get("data"), f"{where}.data")
+        check_str(W, field(spec, "media_type"), W.key(at, "media_type"), non_empty=True)
+        check_str(W, field(spec, "data"), W.key(at, "data"))
     elif kind == "url":
-        check_non_empty_str(spec.get("url"), f"{where}.url")
+        check_str(W, field(spec, "url"), W.key(at, "url"), non_empty=True)
     elif kind == "text":
-        check_str(spec.get("data"), f"{where}.data")
-
-
-def _validate_message(message: object, i: int) -> None:
-    where = f"messages[{i}]"
-    msg = check_object(message, where)
-    if msg.get("role") not in _ROLES:
-        raise invalid(f"{where}.role", "must be one of user, assistant")
-    content = msg.get("content")
-    if type(content) is list:
-        check_typed_parts(content, f"{where}.content", _validate_block)
-    elif type(content) is not str:
-        raise invalid(f"{where}.content", "must be a string or an array of content blocks")
+        check_str(W, field(spec, "data"), W.key(at, "data"))
 
 
 def _validate_system(system: object) -> None:
     if type(system) is str:
         return
-    if type(system) is not list:
-        raise invalid("system", "must be a string or an array of text blocks")
-    for j, item in enumerate(system):
-        block = check_object(item, f"system[{j}]")
-        if block.get("type") != "text":
-            raise invalid(f"system[{j}].type", "must be 'text'")
-        if type(block.get("text")) is not str:
-            raise invalid(f"system[{j}].text", "must be a string")
+    # A list of text blocks, not a tagged union: the API's paths name no type here (`system.1.cache_control`).
+    for j, item in enumerate(check_list(W, system, "system")):
+        where = W.index("system", j)
+        block = check_object(W, item, where)
+        check_one_of(W, field(block, "type"), W.key(where, "type"), ("text",))
+        check_str(W, field(block, "text"), W.key(where, "text"))
 
 
 def _validate_tool(tool: object, i: int) -> None:
-    where = f"tools[{i}]"
-    spec = check_object(tool, where)
-    check_non_empty_str(spec.get("name"), f"{where}.name")
-    if "description" in spec:
-        check_str(spec["description"], f"{where}.description")
+    where = W.index("tools", i)
+    spec = check_object(W, tool, where)
+    kind = spec.get("type")
     # Server tools (web_search_20250305, bash_20250124, ...) carry a versioned `type` and no input_schema.
-    if spec.get("type") in (None, "custom"):
-        check_object(spec.get("input_schema"), f"{where}.input_schema")
+    custom = kind in (None, "custom")
+    at = W.member(where, "custom" if custom else check_str(W, kind, W.key(where, "type")))
+    check_str(W, field(spec, "name"), W.key(at, "name"), non_empty=True)
+    if "description" in spec:
+        check_str(W, spec["description"], W.key(at, "description"))
+    if custom:
+        check_object(W, field(spec, "input_schema"), W.key(at, "input_schema"))
+
+
+def _validate_tool_choice(choice: object) -> None:
+    spec = check_object(W, choice, "tool_choice")
+    kind = field(spec, "type")
+    if kind is MISSING:
+        raise W.missing_tag("tool_choice")
+    if kind not in _TOOL_CHOICE_TYPES:
+        tags = ", ".join(f"'{tag}'" for tag in _TOOL_CHOICE_TYPES)
+        raise invalid("tool_choice", f"tool_choice: Input tag '{kind}' found using 'type' does not match any of "
+                      f"the expected tags: {tags}")
+    at = W.member("tool_choice", str(kind))
+    if kind == "tool":
+        check_str(W, field(spec, "name"), W.key(at, "name"), non_empty=True)
+    if (disable := spec.get("disable_parallel_tool_use")) is not None:
+        check_bool(W, disable, W.key(at, "disable_parallel_tool_use"))
 
 
 # ---------------------------------------------------------------- framing and errors

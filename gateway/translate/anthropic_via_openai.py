@@ -18,9 +18,10 @@ json_schema; tool_result blocks -> role "tool" messages placed before the rest o
 wants tool messages right after the assistant's tool_calls); images inside tool results -> image parts of
 that following user message, since OpenAI tool messages carry text only.
 
-Raises a 400 `GatewayError` naming the field for what OpenAI cannot express: server tools (web search, code
-execution, bash, text editor, computer...), image/document sources by file id or URL for documents, and
-block types other than text, image, document, tool_use, tool_result and thinking.
+Raises a 400 `GatewayError` naming the field for what OpenAI cannot express: max_tokens 0 (prompt cache
+pre-warming), server tools (web search, code execution, bash, text editor, computer...), image/document sources
+by file id or URL for documents, and block types other than text, image, document, tool_use, tool_result and
+thinking.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _ANTHROPIC_ERROR_TYPES = frozenset({
 
 
 def _untranslatable(param: str, problem: str) -> GatewayError:
+    # Paths as the Anthropic door writes them (dotted, union members by tag): the client speaks Anthropic.
     return GatewayError(400, f"{param}: {problem}", type="invalid_request_error", param=param)
 
 
@@ -61,6 +63,9 @@ def translate_request(body: Json, *, model: str) -> Json:
     """
     out: Json = {"model": model, "messages": _messages(body), "stream": True,
                  "stream_options": {"include_usage": True}}
+    if body.get("max_tokens") == 0:
+        # Anthropic's 0 fills the prompt cache without generating; OpenAI has no such request (its minimum is 1).
+        raise _untranslatable("max_tokens", "0 (fill the prompt cache, generate nothing) cannot be sent to OpenAI")
     if body.get("max_tokens") is not None:
         out["max_completion_tokens"] = body["max_tokens"]
     if body.get("stop_sequences"):
@@ -73,7 +78,7 @@ def translate_request(body: Json, *, model: str) -> Json:
         out["user"] = user
     tools = body.get("tools")
     if tools:
-        out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
+        out["tools"] = [_tool(tool, f"tools.{i}") for i, tool in enumerate(tools)]
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and tools:  # OpenAI rejects tool_choice and parallel_tool_calls without tools
         out["tool_choice"] = _tool_choice(choice)
@@ -92,7 +97,7 @@ def _messages(body: Json) -> list[Json]:
         out.append({"role": "system", "content": _text_content(body["system"], "system")})
     for i, msg in enumerate(body.get("messages") or ()):
         role = msg.get("role")
-        path = f"messages[{i}].content"
+        path = f"messages.{i}.content"
         content = msg.get("content")
         if role == "user":
             out.extend(_user_messages(content, path))
@@ -103,7 +108,7 @@ def _messages(body: Json) -> list[Json]:
         elif role == "system":  # API version 2026-10-21 allows system turns inside messages
             out.append({"role": "system", "content": _text_content(content, path)})
         else:
-            raise _untranslatable(f"messages[{i}].role", f"role {role!r} cannot be sent to OpenAI")
+            raise _untranslatable(f"messages.{i}.role", f"role {role!r} cannot be sent to OpenAI")
     return out
 
 
@@ -118,7 +123,7 @@ def _text_content(content: Any, path: str) -> str | list[Json]:
     texts: list[str] = []
     for j, block in enumerate(content or ()):
         if block.get("type") != "text":
-            raise _untranslatable(f"{path}[{j}].type", "only text blocks are allowed here")
+            raise _untranslatable(f"{path}.{j}.type", "only text blocks are allowed here")
         texts.append(block.get("text") or "")
     return _joined_text(texts) if texts else ""
 
@@ -130,9 +135,9 @@ def _user_messages(content: Any, path: str) -> list[Json]:
     tool_messages: list[Json] = []
     parts: list[Json] = []
     for j, block in enumerate(content or ()):
-        block_path = f"{path}[{j}]"
+        block_path = f"{path}.{j}"
         if block.get("type") == "tool_result":
-            text, images = _tool_result_content(block.get("content"), f"{block_path}.content")
+            text, images = _tool_result_content(block.get("content"), f"{block_path}.tool_result.content")
             tool_messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
             parts.extend(images)
         else:
@@ -147,9 +152,9 @@ def _user_part(block: Json, path: str) -> Json:
     if kind == "text":
         return {"type": "text", "text": block.get("text") or ""}
     if kind == "image":
-        return _image_part(block.get("source") or {}, f"{path}.source")
+        return _image_part(block.get("source") or {}, f"{path}.image.source")
     if kind == "document":
-        return _document_part(block, f"{path}.source")
+        return _document_part(block, f"{path}.document.source")
     raise _untranslatable(f"{path}.type", f"{kind!r} blocks cannot be sent to OpenAI")
 
 
@@ -187,9 +192,9 @@ def _tool_result_content(content: Any, path: str) -> tuple[str | list[Json], lis
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "image":
-            images.append(_image_part(block.get("source") or {}, f"{path}[{j}].source"))
+            images.append(_image_part(block.get("source") or {}, f"{path}.{j}.image.source"))
         else:
-            raise _untranslatable(f"{path}[{j}].type", f"{kind!r} tool results cannot be sent to OpenAI")
+            raise _untranslatable(f"{path}.{j}.type", f"{kind!r} tool results cannot be sent to OpenAI")
     return (_joined_text(texts) if texts else ""), images
 
 
@@ -209,7 +214,7 @@ def _assistant_message(content: Any, path: str) -> Json | None:
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"), "arguments": arguments}})
         elif kind not in ("thinking", "redacted_thinking"):
-            raise _untranslatable(f"{path}[{j}].type", f"{kind!r} blocks cannot be sent to OpenAI")
+            raise _untranslatable(f"{path}.{j}.type", f"{kind!r} blocks cannot be sent to OpenAI")
     if not texts and not calls:
         return None  # only thinking: OpenAI rejects an assistant message with neither content nor calls
     message: Json = {"role": "assistant", "content": _joined_text(texts) if texts else None}

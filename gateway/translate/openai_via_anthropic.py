@@ -14,9 +14,12 @@ temperature and top_p are dropped too unless the caller passes `send_sampling_pa
 2026-10-21 (what anthropic SDK >= 2.0 sends) rejects them at any value, as do Claude models from Opus 4.7 on under
 2023-06-01, so forwarding them would turn common OpenAI requests into 400s.
 
-System and developer messages are all gathered into the top-level `system`, in order, wherever they sat.
+System and developer messages are all gathered into the top-level `system`, in order, wherever they sat: every
+API version takes a top-level system, while `role: "system"` turns inside messages need version 2026-10-21 or the
+mid-conversation-system beta, which a provider configured for 2023-06-01 does not get.
 
-What cannot be expressed raises a 400 `GatewayError` naming the field: n > 1, audio input or output, legacy
+What cannot be expressed raises a 400 `GatewayError` naming the field: no user or assistant message with
+content (system messages alone), n > 1, audio input or output, legacy
 `functions`/`function_call`, custom tools, `allowed_tools` tool choice, files by `file_id` or not PDF, image URLs
 neither http(s) nor base64 data of a type Anthropic takes, tool-call arguments that are not a JSON object.
 
@@ -63,6 +66,10 @@ def translate_request(body: Json, *, model: str, default_max_tokens: int,
     """
     _reject_inexpressible(body)
     system, messages = _messages(body.get("messages") or [])
+    if not messages:
+        # OpenAI answers a conversation of system messages alone; Anthropic needs a turn to answer (its 400 would
+        # end the request, where this lets the hedge go on to an OpenAI target).
+        raise _untranslatable("messages", "Anthropic needs at least one user or assistant message with content")
     out: Json = {"model": model, "messages": messages, "max_tokens": _max_tokens(body, default_max_tokens),
                  "stream": True}
     if system is not None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anthropic
 import openai
@@ -15,7 +15,6 @@ from aiohttp import web
 from gateway.config import GatewayConfig, parse_config
 from gateway.engine import Hooks, RequestSummary
 from gateway.server import Gateway, build_app
-from gateway.simulator import SimulatedProvider
 
 GATEWAY_KEY = "gw-test-key-1234"
 
@@ -45,11 +44,21 @@ class Running(SdkClients):
     url: str
     gateway: Gateway
     collect: Collect
+    # (method, path with query, status) of every response the gateway started, 404s included: what a client
+    # really called (e.g. the paths a CLI probes at startup), which the request hooks only see for chat calls.
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def config_for(sims: dict[str, tuple[str, SimulatedProvider]], models: dict[str, Any],
+class Upstream(Protocol):
+    """What a provider's config needs of the server behind it: a SimulatedProvider, or a test's own server."""
+
+    @property
+    def base_url(self) -> str: ...
+
+
+def config_for(sims: Mapping[str, tuple[str, Upstream]], models: dict[str, Any],
                **extra: Any) -> GatewayConfig:
-    """sims: provider name -> (kind, simulator)."""
+    """sims: provider name -> (kind, simulator or other upstream)."""
     data: dict[str, Any] = {
         "server": {"api_keys": [GATEWAY_KEY], "max_body_mb": 1},
         "providers": {
@@ -69,12 +78,19 @@ def config_for(sims: dict[str, tuple[str, SimulatedProvider]], models: dict[str,
 async def running(config: GatewayConfig) -> AsyncIterator[Running]:
     collect = Collect()
     gateway = Gateway(config, hooks=collect)
-    runner = web.AppRunner(build_app(gateway), handler_cancellation=True, access_log=None)
+    seen: list[tuple[str, str, int]] = []
+
+    async def record(request: web.Request, response: web.StreamResponse) -> None:
+        seen.append((request.method, request.path_qs, response.status))
+
+    app = build_app(gateway)
+    app.on_response_prepare.append(record)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", gateway, collect)
+        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen)
     finally:
         await runner.cleanup()

@@ -154,7 +154,7 @@ async def test_bad_requests_get_errors_in_the_doors_shape(gw: Running) -> None:
         assert bad.value.param == "messages"
     async with gw.anthropic() as aclient:
         with pytest.raises(anthropic.BadRequestError) as abad:
-            await aclient.messages.create(model="via-openai", max_tokens=0, messages=MESSAGES)
+            await aclient.messages.create(model="via-openai", max_tokens=-1, messages=MESSAGES)
         assert "max_tokens" in abad.value.message
     headers = {"authorization": f"Bearer {GATEWAY_KEY}", "content-type": "application/json"}
     async with aiohttp.ClientSession() as http:

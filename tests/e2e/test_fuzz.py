@@ -704,13 +704,13 @@ def test_client_error_texts_are_bounded_and_name_the_field(fuzz: Fuzz) -> None:
     """A sample of the 400s: the message names the offending field (param), so a client can fix it."""
     cases = [(OPENAI_PATHS[0], {"model": "to-openai", "messages": [{"role": "user", "content": 5}]},
               "messages[0].content"),
-             (ANTHROPIC_PATH, {"model": "to-openai", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
+             (ANTHROPIC_PATH, {"model": "to-openai", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]},
               "max_tokens"),
              (OPENAI_PATHS[0], {"model": "to-openai", "messages": [{"role": "user", "content": "x"}],
                                 "deep": nest(200, 1, "list")}, "nested more than 128 levels"),
              (ANTHROPIC_PATH, {"model": "to-openai", "max_tokens": 5, "messages": [{"role": "user", "content": [
                  {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 5}]}]}]},
-              "messages[0].content[0].content[0].text")]
+              "messages.0.content.0.tool_result.content.0.text.text")]
     for path, body, needle in cases:
         reply = check(fuzz, "field_names", "POST", path, orjson.dumps(body))
         assert reply.status == 400 and needle in orjson.loads(reply.body)["error"]["message"]

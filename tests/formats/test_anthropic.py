@@ -20,6 +20,7 @@ from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats import NOTHING, EventInfo
 from gateway.formats import anthropic as fmt
 from gateway.wire import Json, SSEEvent
+from tests.claude_code import CLAUDE_CODE_BODY
 
 # ---------------------------------------------------------------- realistic provider streams
 
@@ -135,15 +136,23 @@ def ok_body(**extra: Any) -> Json:
 
 ACCEPTED = [
     ok_body(),
+    CLAUDE_CODE_BODY,  # a system turn inside messages, cache_control, thinking, context_management...
     ok_body(stream=False, temperature=1, top_p=0.5, top_k=5, stop_sequences=["END", "\n\nHuman:"],
             system="be brief", metadata={"user_id": "u1"}, some_future_field=[1]),
     ok_body(temperature=0.0, system=[{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}]),
+    ok_body(max_tokens=0),  # fills the prompt cache without generating
+    ok_body(messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": "from now on, be brief"}]),
+    ok_body(metadata={"user_id": None}, output_config={"format": {"type": "json_schema", "schema": {}}}),
+    ok_body(tools=[{"name": "w", "input_schema": {}}], tool_choice={"type": "tool", "name": "w",
+                                                                    "disable_parallel_tool_use": True}),
+    ok_body(tool_choice={"type": "none"}),
     ok_body(messages=[
         {"role": "user", "content": [{"type": "text", "text": "weather?"},
                                      {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                   "data": "iVBOR"}}]},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+        {"role": "user", "content": [{"type": "some_future_block", "payload": 1}]},  # for the provider to judge
     ], tools=[
         {"name": "w", "description": "weather", "input_schema": {"type": "object", "properties": {}}},
         {"type": "custom", "name": "c", "input_schema": {"type": "object"}},
@@ -163,56 +172,111 @@ def with_message(message: Any) -> Json:
     return ok_body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, message])
 
 
+def with_block(block: Any) -> Json:
+    return with_message({"role": "user", "content": [block]})
+
+
+# (body, param, the whole message). Anthropic words a fault `<path>: <problem>`, the path dotted and naming the tag
+# of a union member (messages.3.content.1.tool_use.input), the problem in pydantic's phrasing. Verified against
+# errors the API returned (GitHub issues): "max_tokens: Field required", "max_tokens: Input should be a valid
+# integer", "stream: Input should be a valid boolean", "messages: at least one message is required",
+# "messages.N.content.M.tool_use.input: Input should be a valid dictionary", "tools.N.custom.<field>: ...",
+# 'messages: Unexpected role "ai". Allowed roles are "user" or "assistant"'. The others follow the same rules.
 REJECTED = [
-    # (body, param named, words the message must contain)
-    ("hello", None, "JSON object"),
-    ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model", "required"),
-    (ok_body(model=""), "model", "non-empty string"),
-    ({"model": "m", "max_tokens": 5}, "messages", "required"),
-    (ok_body(messages=[]), "messages", "non-empty array"),
-    (ok_body(messages={"role": "user"}), "messages", "array"),
-    (with_message(["user", "x"]), "messages[2]", "object"),
-    (with_message({"role": "system", "content": "x"}), "messages[2].role", "must be one of user, assistant"),
-    (with_message({"role": "tool", "content": "x"}), "messages[2].role", "must be one of user, assistant"),
-    (with_message({"role": "user", "content": None}), "messages[2].content", "string or an array"),
-    (with_message({"role": "user", "content": {"type": "text"}}), "messages[2].content", "string or an array"),
-    (with_message({"role": "user", "content": ["x"]}), "messages[2].content[0]", "object"),
-    (with_message({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": 3}]}),
-     "messages[2].content[1].type", "string"),
-    ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens", "required"),
-    (ok_body(max_tokens=0), "max_tokens", "positive integer"),
-    (ok_body(max_tokens=True), "max_tokens", "positive integer"),
-    (ok_body(max_tokens=None), "max_tokens", "positive integer"),
-    (ok_body(max_tokens="100"), "max_tokens", "positive integer"),
-    (ok_body(stream="true"), "stream", "boolean"),
-    (ok_body(stream=None), "stream", "boolean"),
-    (ok_body(temperature=1.5), "temperature", "between 0 and 1"),
-    (ok_body(temperature=False), "temperature", "number"),
-    (ok_body(top_p=-0.5), "top_p", "between 0 and 1"),
-    (ok_body(top_p="0.5"), "top_p", "number"),
-    (ok_body(stop_sequences="END"), "stop_sequences", "array"),
-    (ok_body(stop_sequences=["a", None]), "stop_sequences[1]", "string"),
-    (ok_body(system=5), "system", "string or an array of text blocks"),
-    (ok_body(system=["sys"]), "system[0]", "object"),
-    (ok_body(system=[{"type": "image"}]), "system[0].type", "'text'"),
-    (ok_body(system=[{"type": "text", "text": 1}]), "system[0].text", "string"),
-    (ok_body(tools={"name": "x"}), "tools", "array"),
-    (ok_body(tools=[{"input_schema": {}}]), "tools[0].name", "non-empty string"),
-    (ok_body(tools=[{"type": "web_search_20250305"}]), "tools[0].name", "non-empty string"),
-    (ok_body(tools=[{"name": "w"}]), "tools[0].input_schema", "object"),
-    (ok_body(tools=[{"name": "w", "input_schema": "{}"}]), "tools[0].input_schema", "object"),
+    ("hello", None, "request body must be a JSON object"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model", "model: Field required"),
+    (ok_body(model=""), "model", "model: String should have at least 1 character"),
+    (ok_body(model=4), "model", "model: Input should be a valid string"),
+    ({"model": "m", "max_tokens": 5}, "messages", "messages: Field required"),
+    (ok_body(messages=[]), "messages", "messages: at least one message is required"),
+    (ok_body(messages={"role": "user"}), "messages", "messages: Input should be a valid list"),
+    (with_message(["user", "x"]), "messages.2", "messages.2: Input should be a valid dictionary"),
+    (with_message({"content": "x"}), "messages.2.role", "messages.2.role: Field required"),
+    (with_message({"role": "tool", "content": "x"}), "messages.2.role",
+     'messages: Unexpected role "tool". Allowed roles are "user", "assistant" or "system"'),
+    (with_message({"role": "user"}), "messages.2.content", "messages.2.content: Field required"),
+    (with_message({"role": "user", "content": None}), "messages.2.content",
+     "messages.2.content: Input should be a valid list"),
+    (with_message({"role": "system", "content": {"type": "text"}}), "messages.2.content",
+     "messages.2.content: Input should be a valid list"),
+    (with_message({"role": "user", "content": ["x"]}), "messages.2.content.0",
+     "messages.2.content.0: Input should be a valid dictionary"),
+    (with_message({"role": "user", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}),
+     "messages.2.content.1", "messages.2.content.1: Unable to extract tag using discriminator 'type'"),
+    (with_block({"type": 3}), "messages.2.content.0.type", "messages.2.content.0.type: Input should be a valid string"),
+    (with_block({"type": "text", "text": 5}), "messages.2.content.0.text.text",
+     "messages.2.content.0.text.text: Input should be a valid string"),
+    (with_block({"type": "tool_use", "id": "t", "name": "f", "input": "{}"}), "messages.2.content.0.tool_use.input",
+     "messages.2.content.0.tool_use.input: Input should be a valid dictionary"),
+    (with_block({"type": "tool_use", "name": "f", "input": {}}), "messages.2.content.0.tool_use.id",
+     "messages.2.content.0.tool_use.id: Field required"),
+    (with_block({"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 5}]}),
+     "messages.2.content.0.tool_result.content.0.text.text",
+     "messages.2.content.0.tool_result.content.0.text.text: Input should be a valid string"),
+    (with_block({"type": "image", "source": {"data": "x"}}), "messages.2.content.0.image.source",
+     "messages.2.content.0.image.source: Unable to extract tag using discriminator 'type'"),
+    (with_block({"type": "image", "source": {"type": "base64", "data": "x"}}),
+     "messages.2.content.0.image.source.base64.media_type",
+     "messages.2.content.0.image.source.base64.media_type: Field required"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens", "max_tokens: Field required"),
+    (ok_body(max_tokens=-1), "max_tokens", "max_tokens: Input should be greater than or equal to 0"),
+    (ok_body(max_tokens=True), "max_tokens", "max_tokens: Input should be a valid integer"),
+    (ok_body(max_tokens=None), "max_tokens", "max_tokens: Input should be a valid integer"),
+    (ok_body(max_tokens="100"), "max_tokens", "max_tokens: Input should be a valid integer"),
+    (ok_body(max_tokens=1.5), "max_tokens", "max_tokens: Input should be a valid integer"),
+    (ok_body(stream="true"), "stream", "stream: Input should be a valid boolean"),
+    (ok_body(stream=None), "stream", "stream: Input should be a valid boolean"),
+    (ok_body(temperature=1.5), "temperature", "temperature: Input should be less than or equal to 1"),
+    (ok_body(temperature=False), "temperature", "temperature: Input should be a valid number"),
+    (ok_body(top_p=-0.5), "top_p", "top_p: Input should be greater than or equal to 0"),
+    (ok_body(top_p="0.5"), "top_p", "top_p: Input should be a valid number"),
+    (ok_body(stop_sequences="END"), "stop_sequences", "stop_sequences: Input should be a valid list"),
+    (ok_body(stop_sequences=["a", None]), "stop_sequences.1", "stop_sequences.1: Input should be a valid string"),
+    (ok_body(system=5), "system", "system: Input should be a valid list"),
+    (ok_body(system=["sys"]), "system.0", "system.0: Input should be a valid dictionary"),
+    (ok_body(system=[{"type": "image"}]), "system.0.type", "system.0.type: Input should be 'text'"),
+    (ok_body(system=[{"type": "text", "text": 1}]), "system.0.text", "system.0.text: Input should be a valid string"),
+    (ok_body(tools={"name": "x"}), "tools", "tools: Input should be a valid list"),
+    (ok_body(tools=[{"input_schema": {}}]), "tools.0.custom.name", "tools.0.custom.name: Field required"),
+    (ok_body(tools=[{"type": "web_search_20250305"}]), "tools.0.web_search_20250305.name",
+     "tools.0.web_search_20250305.name: Field required"),
+    (ok_body(tools=[{"name": "w"}]), "tools.0.custom.input_schema", "tools.0.custom.input_schema: Field required"),
+    (ok_body(tools=[{"name": "w", "input_schema": "{}"}]), "tools.0.custom.input_schema",
+     "tools.0.custom.input_schema: Input should be a valid dictionary"),
+    (ok_body(tool_choice="auto"), "tool_choice", "tool_choice: Input should be a valid dictionary"),
+    (ok_body(tool_choice={}), "tool_choice", "tool_choice: Unable to extract tag using discriminator 'type'"),
+    (ok_body(tool_choice={"type": "required"}), "tool_choice",
+     "tool_choice: Input tag 'required' found using 'type' does not match any of the expected tags: "
+     "'auto', 'any', 'tool', 'none'"),
+    (ok_body(tool_choice={"type": "tool"}), "tool_choice.tool.name", "tool_choice.tool.name: Field required"),
+    (ok_body(tool_choice={"type": "auto", "disable_parallel_tool_use": "yes"}),
+     "tool_choice.auto.disable_parallel_tool_use",
+     "tool_choice.auto.disable_parallel_tool_use: Input should be a valid boolean"),
+    (ok_body(metadata="u1"), "metadata", "metadata: Input should be a valid dictionary"),
+    (ok_body(metadata={"user_id": 5}), "metadata.user_id", "metadata.user_id: Input should be a valid string"),
+    (ok_body(output_config="high"), "output_config", "output_config: Input should be a valid dictionary"),
+    (ok_body(output_config={"format": {"schema": {}}}), "output_config.format.type",
+     "output_config.format.type: Field required"),
 ]
 
 
-@pytest.mark.parametrize(("body", "param", "words"), REJECTED)
-def test_invalid_requests_name_the_field(body: Any, param: str | None, words: str) -> None:
+@pytest.mark.parametrize(("body", "param", "message"), REJECTED)
+def test_invalid_requests_are_worded_as_the_messages_api_words_them(body: Any, param: str | None,
+                                                                    message: str) -> None:
     with pytest.raises(GatewayError) as caught:
         fmt.validate_request(body)
     err = caught.value
-    assert (err.status, err.type, err.param) == (400, "invalid_request_error", param)
-    assert words in err.message
-    if param is not None:
-        assert err.message.startswith(f"{param}: ")
+    assert (err.status, err.type, err.param, err.message) == (400, "invalid_request_error", param, message)
+    # The body a client sees: Anthropic's shape, no OpenAI-only fields.
+    assert fmt.error_body(err) == {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+
+
+def test_a_bad_role_still_reads_as_the_apis_role_error() -> None:
+    """Clients match the API's text ("Unexpected role", as Claude Code does to drop its system turns): the door
+    keeps those words, so such a client reacts to the gateway as it would to the API."""
+    with pytest.raises(GatewayError) as caught:
+        fmt.validate_request(with_message({"role": "developer", "content": "x"}))
+    assert caught.value.message.startswith('messages: Unexpected role "developer".')
 
 
 # ---------------------------------------------------------------- framing

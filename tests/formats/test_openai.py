@@ -108,7 +108,12 @@ ACCEPTED = [
         {"role": "assistant", "content": "it is 42"},
         {"role": "function", "name": "legacy", "content": None},
     ], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},
-                 {"type": "function", "function": {"name": "g"}}]},
+                 {"type": "function", "function": {"name": "g"}},
+                 # custom tools go to OpenAI providers as sent (only an Anthropic target refuses them)
+                 {"type": "custom", "custom": {"name": "sql", "format": {"type": "text"}}}]},
+    ok_body(tool_choice="required", response_format={"type": "json_schema", "json_schema": {"name": "o"}},
+            parallel_tool_calls=False, user="u", safety_identifier="s", modalities=["text"],
+            logprobs=True, top_logprobs=2, prediction={"type": "content", "content": "x"}),
 ]
 
 
@@ -125,70 +130,166 @@ def with_message(message: Any, at: int = 2) -> Json:
     return {"model": "gpt-4o", "messages": messages}
 
 
+def expect(param: str | None, code: str | None, message: str) -> tuple[str | None, str | None, str]:
+    return param, code, message
+
+
+# (body, (param, code, the whole message)). OpenAI quotes the path in the message, names it in `param` and the fault
+# in `code`. Verified against errors the API returned (GitHub issues): "you must provide a model parameter"
+# (param and code null), "Missing required parameter: 'messages'." / "'messages[0].role'." /
+# "'messages[2].content[0].type'.", "Invalid 'messages': empty array. ...", "Invalid 'messages[18].tool_calls':
+# empty array. ...", "Invalid value: 'error'. Supported values are: 'system', 'assistant', 'user', 'function',
+# 'tool', and 'developer'.", "Invalid 'max_tokens': integer below minimum value. ...", "Invalid type for
+# 'max_tokens': expected an integer, but got a string instead.", "Invalid 'stop': array too long. ...".
+# The others follow the same patterns.
 REJECTED = [
-    # (body, param named, words the message must contain)
-    (["not", "an", "object"], None, "JSON object"),
-    ({"messages": [{"role": "user", "content": "x"}]}, "model", "required"),
-    (ok_body(model=""), "model", "non-empty string"),
-    (ok_body(model=4), "model", "string"),
-    ({"model": "m"}, "messages", "required"),
-    (ok_body(messages=[]), "messages", "non-empty array"),
-    (ok_body(messages="hi"), "messages", "array"),
-    (with_message("hi"), "messages[2]", "object"),
-    (with_message({"role": "robot", "content": "x"}), "messages[2].role",
-     "must be one of system, developer, user, assistant, tool, function"),
-    (with_message({"content": "x"}), "messages[2].role", "must be one of"),
-    (with_message({"role": "user", "content": 5}), "messages[2].content", "string or an array"),
-    (with_message({"role": "user", "content": None}), "messages[2].content", "string or an array"),
-    (with_message({"role": "user"}), "messages[2].content", "string or an array"),
-    (with_message({"role": "assistant", "content": None}), "messages[2].content", "null when tool_calls"),
-    (with_message({"role": "user", "content": ["text"]}), "messages[2].content[0]", "object"),
-    (with_message({"role": "user", "content": [{"text": "x"}]}), "messages[2].content[0].type", "string"),
-    (with_message({"role": "tool", "content": "42"}), "messages[2].tool_call_id", "non-empty string"),
-    (with_message({"role": "function", "content": "42"}), "messages[2].name", "non-empty string"),
-    (with_message({"role": "assistant", "content": None, "tool_calls": {"id": "x"}}),
-     "messages[2].tool_calls", "array"),
+    (["not", "an", "object"], expect(None, None, "request body must be a JSON object")),
+    ({"messages": [{"role": "user", "content": "x"}]}, expect(None, None, "you must provide a model parameter")),
+    (ok_body(model=""), expect(None, None, "you must provide a model parameter")),
+    (ok_body(model=4), expect("model", "invalid_type",
+                              "Invalid type for 'model': expected a string, but got an integer instead.")),
+    ({"model": "m"}, expect("messages", "missing_required_parameter", "Missing required parameter: 'messages'.")),
+    (ok_body(messages=[]), expect("messages", "empty_array", "Invalid 'messages': empty array. Expected an array "
+                                  "with minimum length 1, but got an empty array instead.")),
+    (ok_body(messages="hi"), expect("messages", "invalid_type",
+                                    "Invalid type for 'messages': expected an array, but got a string instead.")),
+    (with_message("hi"), expect("messages[2]", "invalid_type",
+                                "Invalid type for 'messages[2]': expected an object, but got a string instead.")),
+    (with_message({"role": "robot", "content": "x"}), expect(
+        "messages[2].role", "invalid_value", "Invalid value: 'robot'. Supported values are: 'system', 'assistant', "
+        "'user', 'function', 'tool', and 'developer'.")),
+    (with_message({"content": "x"}), expect("messages[2].role", "missing_required_parameter",
+                                            "Missing required parameter: 'messages[2].role'.")),
+    (with_message({"role": "user", "content": 5}), expect(
+        "messages[2].content", "invalid_type", "Invalid type for 'messages[2].content': expected one of a string or "
+        "array of objects, but got an integer instead.")),
+    (with_message({"role": "user", "content": None}), expect(
+        "messages[2].content", "invalid_type", "Invalid type for 'messages[2].content': expected one of a string or "
+        "array of objects, but got null instead.")),
+    (with_message({"role": "user"}), expect("messages[2].content", "missing_required_parameter",
+                                            "Missing required parameter: 'messages[2].content'.")),
+    (with_message({"role": "assistant", "content": None}), expect(
+        "messages[2].content", "invalid_type", "Invalid type for 'messages[2].content': expected one of a string or "
+        "array of objects, but got null instead.")),
+    (with_message({"role": "user", "content": ["text"]}), expect(
+        "messages[2].content[0]", "invalid_type",
+        "Invalid type for 'messages[2].content[0]': expected an object, but got a string instead.")),
+    (with_message({"role": "user", "content": [{"text": "x"}]}), expect(
+        "messages[2].content[0].type", "missing_required_parameter",
+        "Missing required parameter: 'messages[2].content[0].type'.")),
+    (with_message({"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}), expect(
+        "messages[2].content[0].image_url.url", "empty_string", "Invalid 'messages[2].content[0].image_url.url': "
+        "empty string. Expected a string with minimum length 1, but got an empty string instead.")),
+    (with_message({"role": "tool", "content": "42"}), expect(
+        "messages[2].tool_call_id", "missing_required_parameter",
+        "Missing required parameter: 'messages[2].tool_call_id'.")),
+    (with_message({"role": "function", "content": "42"}), expect("messages[2].name", "missing_required_parameter",
+                                                                 "Missing required parameter: 'messages[2].name'.")),
+    (with_message({"role": "assistant", "content": None, "tool_calls": {"id": "x"}}), expect(
+        "messages[2].tool_calls", "invalid_type",
+        "Invalid type for 'messages[2].tool_calls': expected an array, but got an object instead.")),
+    (with_message({"role": "assistant", "content": "x", "tool_calls": []}), expect(
+        "messages[2].tool_calls", "empty_array", "Invalid 'messages[2].tool_calls': empty array. Expected an array "
+        "with minimum length 1, but got an empty array instead.")),
     (with_message({"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}),
-     "messages[2].tool_calls[0].function.arguments", "string"),
-    (ok_body(stream="yes"), "stream", "boolean"),
-    (ok_body(stream=1), "stream", "boolean"),
-    (ok_body(max_tokens=0), "max_tokens", "positive integer"),
-    (ok_body(max_tokens=True), "max_tokens", "positive integer"),
-    (ok_body(max_tokens=1.5), "max_tokens", "positive integer"),
-    (ok_body(max_completion_tokens=-3), "max_completion_tokens", "positive integer"),
-    (ok_body(temperature=2.01), "temperature", "between 0 and 2"),
-    (ok_body(temperature=-0.1), "temperature", "between 0 and 2"),
-    (ok_body(temperature=True), "temperature", "number"),
-    (ok_body(temperature="1"), "temperature", "number"),
-    (ok_body(top_p=1.5), "top_p", "between 0 and 1"),
-    (ok_body(top_p=False), "top_p", "number"),
-    (ok_body(n=2), "n", "only n=1 is supported by this gateway"),
-    (ok_body(n=True), "n", "only n=1"),
-    (ok_body(stop=["a", "b", "c", "d", "e"]), "stop", "at most 4"),
-    (ok_body(stop=5), "stop", "string or an array"),
-    (ok_body(stop=["a", 1]), "stop[1]", "string"),
-    (ok_body(tools={"type": "function"}), "tools", "array"),
-    (ok_body(tools=["f"]), "tools[0]", "object"),
-    (ok_body(tools=[{"type": "code_interpreter"}]), "tools[0].type", "'function'"),
-    (ok_body(tools=[{"type": "function"}]), "tools[0].function", "object"),
-    (ok_body(tools=[{"type": "function", "function": {"name": ""}}]), "tools[0].function.name", "non-empty"),
-    (ok_body(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]),
-     "tools[0].function.parameters", "object"),
-    (ok_body(stream_options=True), "stream_options", "object"),
-    (ok_body(stream_options={"include_usage": "yes"}), "stream_options.include_usage", "boolean"),
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}), expect(
+        "messages[2].tool_calls[0].function.arguments", "invalid_type",
+        "Invalid type for 'messages[2].tool_calls[0].function.arguments': expected a string, but got an object "
+        "instead.")),
+    (ok_body(stream="yes"), expect("stream", "invalid_type",
+                                   "Invalid type for 'stream': expected a boolean, but got a string instead.")),
+    (ok_body(stream=1), expect("stream", "invalid_type",
+                               "Invalid type for 'stream': expected a boolean, but got an integer instead.")),
+    (ok_body(max_tokens=0), expect("max_tokens", "integer_below_min_value", "Invalid 'max_tokens': integer below "
+                                   "minimum value. Expected a value >= 1, but got 0 instead.")),
+    (ok_body(max_tokens=True), expect(
+        "max_tokens", "invalid_type",
+        "Invalid type for 'max_tokens': expected an integer, but got a boolean instead.")),
+    (ok_body(max_tokens="100"), expect(
+        "max_tokens", "invalid_type", "Invalid type for 'max_tokens': expected an integer, but got a string instead.")),
+    (ok_body(max_tokens=1.5), expect("max_tokens", "invalid_type",
+                                     "Invalid type for 'max_tokens': expected an integer, but got a decimal instead.")),
+    (ok_body(max_completion_tokens=-3), expect(
+        "max_completion_tokens", "integer_below_min_value",
+        "Invalid 'max_completion_tokens': integer below minimum value. Expected a value >= 1, but got -3 instead.")),
+    (ok_body(temperature=2.01), expect("temperature", "decimal_above_max_value", "Invalid 'temperature': decimal "
+                                       "above maximum value. Expected a value <= 2, but got 2.01 instead.")),
+    (ok_body(temperature=-0.1), expect("temperature", "decimal_below_min_value", "Invalid 'temperature': decimal "
+                                       "below minimum value. Expected a value >= 0, but got -0.1 instead.")),
+    (ok_body(temperature=True), expect(
+        "temperature", "invalid_type",
+        "Invalid type for 'temperature': expected a number, but got a boolean instead.")),
+    (ok_body(temperature="1"), expect("temperature", "invalid_type",
+                                      "Invalid type for 'temperature': expected a number, but got a string instead.")),
+    (ok_body(top_p=1.5), expect("top_p", "decimal_above_max_value", "Invalid 'top_p': decimal above maximum value. "
+                                "Expected a value <= 1, but got 1.5 instead.")),
+    (ok_body(n=2), expect("n", "unsupported_value", "Unsupported value: 'n' does not support 2 with this gateway, "
+                          "which hedges whole answers across providers: only 1 is supported.")),
+    (ok_body(n=True), expect("n", "invalid_type", "Invalid type for 'n': expected an integer, but got a boolean "
+                             "instead.")),
+    (ok_body(n=0), expect("n", "integer_below_min_value", "Invalid 'n': integer below minimum value. Expected a "
+                          "value >= 1, but got 0 instead.")),
+    (ok_body(stop=["a", "b", "c", "d", "e"]), expect(
+        "stop", "array_above_max_length", "Invalid 'stop': array too long. Expected an array with maximum length 4, "
+        "but got an array with length 5 instead.")),
+    (ok_body(stop=5), expect("stop", "invalid_type", "Invalid type for 'stop': expected one of a string or array of "
+                             "strings, but got an integer instead.")),
+    (ok_body(stop=["a", 1]), expect("stop[1]", "invalid_type",
+                                    "Invalid type for 'stop[1]': expected a string, but got an integer instead.")),
+    (ok_body(tools={"type": "function"}), expect("tools", "invalid_type",
+                                                 "Invalid type for 'tools': expected an array, but got an object "
+                                                 "instead.")),
+    (ok_body(tools=["f"]), expect("tools[0]", "invalid_type",
+                                  "Invalid type for 'tools[0]': expected an object, but got a string instead.")),
+    (ok_body(tools=[{"function": {"name": "f"}}]), expect("tools[0].type", "missing_required_parameter",
+                                                          "Missing required parameter: 'tools[0].type'.")),
+    (ok_body(tools=[{"type": "code_interpreter"}]), expect(
+        "tools[0].type", "invalid_value", "Invalid value: 'code_interpreter'. Supported values are: 'function' and "
+        "'custom'.")),
+    (ok_body(tools=[{"type": "function"}]), expect("tools[0].function", "missing_required_parameter",
+                                                   "Missing required parameter: 'tools[0].function'.")),
+    (ok_body(tools=[{"type": "function", "function": {"name": ""}}]), expect(
+        "tools[0].function.name", "empty_string", "Invalid 'tools[0].function.name': empty string. Expected a "
+        "string with minimum length 1, but got an empty string instead.")),
+    (ok_body(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]), expect(
+        "tools[0].function.parameters", "invalid_type",
+        "Invalid type for 'tools[0].function.parameters': expected an object, but got a string instead.")),
+    (ok_body(stream_options=True), expect("stream_options", "invalid_type", "Invalid type for 'stream_options': "
+                                          "expected an object, but got a boolean instead.")),
+    (ok_body(stream_options={"include_usage": "yes"}), expect(
+        "stream_options.include_usage", "invalid_type",
+        "Invalid type for 'stream_options.include_usage': expected a boolean, but got a string instead.")),
+    (ok_body(tool_choice="any"), expect("tool_choice", "invalid_value", "Invalid value: 'any'. Supported values "
+                                        "are: 'none', 'auto', and 'required'.")),
+    (ok_body(tool_choice={"type": "function"}), expect("tool_choice.function", "missing_required_parameter",
+                                                       "Missing required parameter: 'tool_choice.function'.")),
+    (ok_body(response_format={"type": "xml"}), expect(
+        "response_format.type", "invalid_value", "Invalid value: 'xml'. Supported values are: 'text', "
+        "'json_object', and 'json_schema'.")),
+    (ok_body(response_format={"type": "json_schema", "json_schema": {"schema": {}}}), expect(
+        "response_format.json_schema.name", "missing_required_parameter",
+        "Missing required parameter: 'response_format.json_schema.name'.")),
+    (ok_body(modalities="text"), expect("modalities", "invalid_type",
+                                        "Invalid type for 'modalities': expected an array, but got a string instead.")),
+    (ok_body(user=5), expect("user", "invalid_type", "Invalid type for 'user': expected a string, but got an "
+                             "integer instead.")),
+    (ok_body(parallel_tool_calls="no"), expect(
+        "parallel_tool_calls", "invalid_type",
+        "Invalid type for 'parallel_tool_calls': expected a boolean, but got a string instead.")),
 ]
 
 
-@pytest.mark.parametrize(("body", "param", "words"), REJECTED)
-def test_invalid_requests_name_the_field(body: Any, param: str | None, words: str) -> None:
+@pytest.mark.parametrize(("body", "expected"), REJECTED)
+def test_invalid_requests_are_worded_as_the_openai_api_words_them(
+        body: Any, expected: tuple[str | None, str | None, str]) -> None:
     with pytest.raises(GatewayError) as caught:
         fmt.validate_request(body)
     err = caught.value
-    assert (err.status, err.type, err.param) == (400, "invalid_request_error", param)
-    assert words in err.message
-    if param is not None:
-        assert err.message.startswith(f"{param}: ")
+    param, code, message = expected
+    assert (err.status, err.type, err.param, err.code, err.message) == (400, "invalid_request_error", param, code,
+                                                                        message)
+    assert fmt.error_body(err) == {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                             "code": code}}
 
 
 # ---------------------------------------------------------------- framing

@@ -16,6 +16,7 @@ from gateway.errors import GatewayError
 from gateway.translate import anthropic_via_openai, stream_translator, upstream_request
 from gateway.translate.anthropic_via_openai import ChatChunksToAnthropicStream, translate_request
 from gateway.wire import SSEEvent, WireFormat
+from tests.claude_code import CLAUDE_CODE_BODY
 
 USER = {"role": "user", "content": "What is the weather in Paris?"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -145,16 +146,21 @@ def test_assistant_turn_of_only_thinking_is_dropped_and_tool_only_turn_has_null_
 
 
 UNTRANSLATABLE: list[tuple[str, dict[str, Any], str]] = [
-    ("server tool", {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+    # Paths as the Anthropic door writes them: the client speaks Anthropic.
+    ("server tool", {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools.0.type"),
     ("image by file id", {"messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]}, "messages[0].content[0].source.type"),
+        {"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]},
+     "messages.0.content.0.image.source.type"),
     ("document by URL", {"messages": [{"role": "user", "content": [
         {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}]}]},
-     "messages[0].content[0].source.type"),
+     "messages.0.content.0.document.source.type"),
     ("search result block", {"messages": [{"role": "user", "content": [
-        {"type": "search_result", "source": "s", "title": "t", "content": []}]}]}, "messages[0].content[0].type"),
+        {"type": "search_result", "source": "s", "title": "t", "content": []}]}]}, "messages.0.content.0.type"),
     ("server tool use in history", {"messages": [USER, {"role": "assistant", "content": [
-        {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]}, "messages[1].content[0].type"),
+        {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]}, "messages.1.content.0.type"),
+    ("image in a system turn", {"messages": [USER, {"role": "system", "content": [
+        {"type": "image", "source": PNG}]}]}, "messages.1.content.0.type"),
+    ("max_tokens 0 (prompt cache pre-warming)", {"max_tokens": 0}, "max_tokens"),
 ]
 
 
@@ -164,6 +170,27 @@ def test_inexpressible_requests_are_400_naming_the_field(fields: dict[str, Any],
     with pytest.raises(GatewayError) as raised:
         translate(**fields)
     assert (raised.value.status, raised.value.param) == (400, param)
+    assert raised.value.message.startswith(f"{param}: ")
+
+
+def test_claude_code_request(assert_shape: Any) -> None:
+    """What Claude Code sends for an unknown model name: its system turn stays a system message in its place,
+    cache_control / thinking / context_management / effort have no OpenAI form and are dropped."""
+    got = translate_request(copy.deepcopy(CLAUDE_CODE_BODY), model="gpt-4o")
+    assert got["messages"] == [
+        {"role": "system", "content": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332"},
+                                       {"type": "text", "text": "You are a Claude agent."},
+                                       {"type": "text", "text": "You are an agent working with the user."}]},
+        {"role": "user", "content": [{"type": "text", "text": "<system-reminder>...</system-reminder>"},
+                                     {"type": "text", "text": "say hi"}]},
+        {"role": "system", "content": "# Environment\n - Platform: linux"},
+    ]
+    assert got["user"] == CLAUDE_CODE_BODY["metadata"]["user_id"]
+    assert got["max_completion_tokens"] == 32000
+    assert got["tools"] == [{"type": "function", "function": {
+        "name": "Bash", "description": "Run a command", "parameters": CLAUDE_CODE_BODY["tools"][0]["input_schema"]}}]
+    assert set(got) == {"model", "messages", "stream", "stream_options", "max_completion_tokens", "user", "tools"}
+    assert_shape(got, CompletionCreateParamsStreaming)
 
 
 def test_input_body_is_never_mutated_and_outputs_are_independent() -> None:

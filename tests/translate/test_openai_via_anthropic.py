@@ -169,6 +169,11 @@ UNTRANSLATABLE: list[tuple[str, dict[str, Any], str]] = [
     ("custom tool", {"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "tools[0].type"),
     ("allowed_tools choice", {"tools": [WEATHER_TOOL], "tool_choice": {
         "type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}}, "tool_choice"),
+    # OpenAI answers system messages alone; Anthropic needs a turn, and its own 400 would end the hedge.
+    ("system messages alone", {"messages": [{"role": "system", "content": "Say hi."},
+                                            {"role": "developer", "content": "Be brief."}]}, "messages"),
+    ("only empty turns besides system", {"messages": [{"role": "system", "content": "s"},
+                                                      {"role": "user", "content": ""}]}, "messages"),
 ]
 
 

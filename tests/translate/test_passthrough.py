@@ -9,6 +9,7 @@ import pytest
 
 from gateway.translate import passthrough, stream_translator, upstream_request
 from gateway.wire import SSEEvent, WireFormat
+from tests.claude_code import CLAUDE_CODE_BODY
 
 OPENAI_BODY: dict[str, Any] = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2,
                                "logprobs": True, "n": 2}
@@ -44,6 +45,27 @@ def test_anthropic_request(fields: dict[str, Any], expected_max_tokens: int) -> 
                            default_max_tokens=4096)
     assert got == {**ANTHROPIC_BODY, "model": "claude-haiku-4-5", "stream": True, "max_tokens": expected_max_tokens}
     assert body == before
+
+
+def test_claude_code_request_reaches_an_anthropic_provider_as_sent() -> None:
+    """Everything the gateway does not own (system turns inside messages, cache_control, thinking,
+    context_management, output_config.effort, metadata.user_id, tools) goes upstream unchanged."""
+    body = copy.deepcopy(CLAUDE_CODE_BODY)
+    got = upstream_request(WireFormat.ANTHROPIC, WireFormat.ANTHROPIC, body, model="claude-haiku-4-5",
+                           default_max_tokens=4096)
+    assert got == {**CLAUDE_CODE_BODY, "model": "claude-haiku-4-5"}
+    assert body == CLAUDE_CODE_BODY  # the client's body is the same after
+    assert got["messages"][1] == {"role": "system", "content": [
+        {"type": "text", "text": "# Environment\n - Platform: linux", "cache_control": {"type": "ephemeral"}}]}
+
+
+def test_unknown_fields_reach_an_openai_provider_as_sent() -> None:
+    body = {"model": "fast", "messages": [{"role": "developer", "content": "x"}, {"role": "user", "content": "hi"}],
+            "reasoning_effort": "high", "verbosity": "low", "prediction": {"type": "content", "content": "x"},
+            "prompt_cache_key": "k", "metadata": {"a": "b"}, "web_search_options": {}, "a_field_from_2027": [1]}
+    got = upstream_request(WireFormat.OPENAI, WireFormat.OPENAI, copy.deepcopy(body), model="gpt-5",
+                           default_max_tokens=7)
+    assert got == {**body, "model": "gpt-5", "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_anthropic_request_without_max_tokens_gets_the_default() -> None:
