@@ -242,9 +242,6 @@ async def test_an_upstream_that_refuses_system_turns_in_its_own_words_is_recover
     assert sim.stats.received == 1
 
 
-# raises=AssertionError: only the header check is the expected failure; a broken run fails via pytest.fail.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="anthropic-beta forwarding lands with the provider refactor")
 @pytest.mark.parametrize("env", ["anthropic"], indirect=True)  # the header means nothing to an OpenAI provider
 async def test_anthropic_beta_reaches_an_anthropic_provider(env: Env) -> None:
     (await env.claude_p("say hi")).result()
