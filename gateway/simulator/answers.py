@@ -67,10 +67,12 @@ class ToolRequest:
 
 def choose_tool(request: ToolRequest) -> ToolCall | None:
     """The tool call this request is answered with, or None for a text (or structured) answer."""
+    if not request.tools:
+        return None
     if request.choice == "named" and request.named is not None:
         chosen = next((t for t in request.tools if t.name == request.named), Tool(request.named, None))
         return tool_call(chosen)
-    if not request.tools or request.choice not in ("auto", "required"):
+    if request.choice not in ("auto", "required"):
         return None
     if request.choice == "auto" and request.after_tool_result:
         return None

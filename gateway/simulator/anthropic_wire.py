@@ -49,7 +49,8 @@ class AnthropicDialect:
         max_tokens = optional_positive_int(request, "max_tokens")
         if max_tokens is None:
             raise BadRequest("max_tokens: Field required", param="max_tokens")
-        tool = choose_tool(_tool_request(request, messages))
+        # Without tools, a text answer whatever tool_choice says: the check of a stray tool_choice is the gateway's.
+        tool = choose_tool(_tool_request(request, messages)) if request.get("tools") else None
         schema = _answer_schema(request)
         return ChatRequest(
             model=model,

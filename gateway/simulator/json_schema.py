@@ -261,7 +261,8 @@ def _number(schema: Mapping[str, Any], integer: bool, variant: int) -> int | flo
     high, high_open = _bound(schema, "maximum", "exclusiveMaximum", upper=True)
     step = schema.get("multipleOf")
     if _is_number(step) and step > 0:
-        unit = Fraction(step).limit_denominator(10**9)
+        # The nearest short fraction, so 0.1 is 1/10 and its multiples print as 0.1, 0.2 (not 0.30000000000000004).
+        unit = Fraction(step).limit_denominator(10**9) or Fraction(step)
         if integer:  # the integers that are multiples of p/q are the multiples of p
             unit = Fraction(unit.numerator)
         return _multiple(unit, low, low_open, high, high_open, integer, variant)
@@ -277,7 +278,8 @@ def _number(schema: Mapping[str, Any], integer: bool, variant: int) -> int | flo
     if low is not None and high is not None:
         if low >= high:
             return float(low)  # no room: nothing is valid, the bound is the nearest thing
-        return low + (high - low) * (variant + 1) / (variant + 2)  # strictly inside, open or closed
+        share = (variant + 1) / (variant + 2)  # strictly inside, open or closed; no overflow at +-1.7e308
+        return low * (1 - share) + high * share
     if low is not None:
         return float(low) + 1 + variant
     assert high is not None

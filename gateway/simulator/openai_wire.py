@@ -35,7 +35,8 @@ class OpenAIDialect:
             max_tokens = optional_positive_int(request, "max_tokens")
         options = request.get("stream_options")
         include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-        tool = choose_tool(_tool_request(request, messages))
+        # Without tools, a text answer whatever tool_choice says: the check of a stray tool_choice is the gateway's.
+        tool = choose_tool(_tool_request(request, messages)) if request.get("tools") else None
         schema = _answer_schema(request.get("response_format"))
         return ChatRequest(
             model=model,

@@ -139,6 +139,16 @@ def test_ref_cycles_and_exponential_fan_out_are_bounded() -> None:
 
 
 @pytest.mark.parametrize("schema", [
+    {"type": "number", "minimum": -1.7e308, "maximum": 1.7e308, "exclusiveMinimum": 0},
+    {"type": "number", "exclusiveMinimum": -1.7e308, "exclusiveMaximum": -1.6e308},
+    {"type": "number", "multipleOf": 1e-300, "minimum": 0.5},
+    {"type": "integer", "multipleOf": 2.5, "exclusiveMinimum": 3},
+])
+def test_extreme_numbers_stay_valid(schema: Any) -> None:
+    assert_valid(schema, example(schema))
+
+
+@pytest.mark.parametrize("schema", [
     {"type": "object", "properties": "nope", "required": 5}, {"type": "array", "items": 5, "minItems": "x"},
     {"type": "integer", "minimum": "1", "multipleOf": -2}, {"type": 7}, {"anyOf": []}, {"$ref": 5},
     {"$ref": "other.json#/x"}, {"type": "string", "pattern": "(unclosed"}, {"type": "array", "minItems": 10**9},

@@ -182,3 +182,13 @@ async def test_none_and_absent_tool_choice_answer_with_text(sim: SimulatedProvid
                                                tools=ANTHROPIC_TOOLS, tool_choice=anthropic_choice)
         assert message.stop_reason == "end_turn"
     assert sim.stats.completed == 4
+
+
+async def test_tool_choice_without_tools_answers_with_text(oai: openai.AsyncOpenAI,
+                                                           claude: anthropic.AsyncAnthropic) -> None:
+    reply = await oai.chat.completions.create(model="m", messages=openai_messages("create_ticket"),
+                                              tool_choice={"type": "function", "function": {"name": "create_ticket"}})
+    assert reply.choices[0].message.tool_calls is None
+    message = await claude.messages.create(model="m", max_tokens=100, messages=anthropic_messages("get_weather"),
+                                           tool_choice={"type": "any"})
+    assert message.stop_reason == "end_turn"
