@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import default_error_type
-from gateway.simulator.answers import Tool, ToolRequest, choose_tool, json_answer, text_of
+from gateway.simulator.answers import JSON_OBJECT_SCHEMA, Tool, ToolRequest, choose_tool, json_answer, text_of
 from gateway.simulator.chat import (
     BadRequest,
     ChatRequest,
@@ -141,7 +141,7 @@ def _answer_schema(request: Mapping[str, object]) -> object | None:
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
         return None
     schema = fmt.get("schema")
-    return schema if isinstance(schema, dict) else {"type": "object"}
+    return schema if isinstance(schema, dict) else JSON_OBJECT_SCHEMA
 
 
 class AnthropicEncoder:
