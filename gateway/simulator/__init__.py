@@ -2,7 +2,12 @@
 
 Used by the demo, the end-to-end tests and the load-test tool as controllable upstreams:
 latency distributions, stalls, errors, mid-stream failures, outage windows and hangs, with counters
-that show what reached the provider and how each request ended.
+that show what reached the provider and how each request ended (and the last few requests themselves:
+path, redacted headers, body; `SimStats.recent`, `GET /_sim/requests`).
+
+Besides chat (text, tool calls steered by the last user message, structured answers generated from the
+requested JSON schema: see `answers.py`), it serves `POST /v1/embeddings`, `POST /v1/messages/count_tokens`
+and `GET /v1/models[/{id}]`; the first two go through the same profile as chat.
 
 A profile in YAML (every field optional; times in ms, outage windows in s since start or last reset):
 

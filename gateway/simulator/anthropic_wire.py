@@ -8,16 +8,14 @@ from typing import Any
 import orjson
 
 from gateway.errors import default_error_type
+from gateway.simulator.answers import JSON_OBJECT_SCHEMA, Tool, ToolRequest, choose_tool, json_answer, text_of
 from gateway.simulator.chat import (
-    TOOL_ARGUMENTS,
     BadRequest,
     ChatRequest,
     Finish,
-    answer_text,
     estimate_input_tokens,
     optional_positive_int,
     require_model_and_messages,
-    token_json,
 )
 
 _STOP_REASONS = {Finish.STOP: "end_turn", Finish.LENGTH: "max_tokens", Finish.TOOL_CALL: "tool_use"}
@@ -51,12 +49,16 @@ class AnthropicDialect:
         max_tokens = optional_positive_int(request, "max_tokens")
         if max_tokens is None:
             raise BadRequest("max_tokens: Field required", param="max_tokens")
+        # Without tools, a text answer whatever tool_choice says: the check of a stray tool_choice is the gateway's.
+        tool = choose_tool(_tool_request(request, messages)) if request.get("tools") else None
+        schema = _answer_schema(request)
         return ChatRequest(
             model=model,
             stream=request.get("stream") is True,
             max_tokens=max_tokens,
-            input_tokens=estimate_input_tokens(request.get("system"), messages),
-            forced_tool=_forced_tool(request),
+            input_tokens=count_input_tokens(request, messages),
+            tool=tool,
+            json_pieces=None if tool is not None or schema is None else json_answer(schema),
         )
 
     def encoder(self, request: ChatRequest, seq: int) -> AnthropicEncoder:
@@ -76,26 +78,70 @@ class AnthropicDialect:
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def models_body(self, models: tuple[str, ...]) -> bytes:
-        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in models]
+        data = [_model(m) for m in models]
         return orjson.dumps({"data": data, "has_more": False, "first_id": models[0], "last_id": models[-1]})
 
+    def model_body(self, model: str) -> bytes:
+        return orjson.dumps(_model(model))
 
-def _forced_tool(request: Mapping[str, object]) -> str | None:
-    """The tool a request forces: tool_choice {"type":"any"} means the first tool, {"type":"tool"} the named one."""
+    def unknown_model_body(self, model: str) -> bytes:
+        return self.error_body(404, f"model: {model}")
+
+
+def _model(model: str) -> dict[str, Any]:
+    # `lifecycle` is required in the SDK's ModelInfo since 2.x; the rest of its optional fields are left out.
+    return {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z",
+            "lifecycle": "active"}
+
+
+def count_tokens_body(body: object) -> bytes:
+    """`POST /v1/messages/count_tokens`: the input tokens a message request with this body would report."""
+    request, _model_name, messages = require_model_and_messages(body)
+    return orjson.dumps({"input_tokens": count_input_tokens(request, messages)})
+
+
+def count_input_tokens(request: Mapping[str, object], messages: list[object]) -> int:
+    """The prompt's tokens, as usage.input_tokens and `/v1/messages/count_tokens` both report them."""
+    return estimate_input_tokens(request.get("system"), messages)
+
+
+def _tool_request(request: Mapping[str, object], messages: list[object]) -> ToolRequest:
+    """The tools, `tool_choice` and the last user text, as `answers.choose_tool` takes them."""
     tools = request.get("tools")
+    listed = tuple(Tool(str(t["name"]), t.get("input_schema")) for t in (tools if isinstance(tools, list) else [])
+                   if isinstance(t, dict) and isinstance(t.get("name"), str))
     choice = request.get("tool_choice")
-    if not isinstance(tools, list) or not tools or not isinstance(choice, dict):
+    kind: str | None = None
+    named = None
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str):
+        kind = "required" if choice["type"] == "any" else str(choice["type"])
+        if kind == "tool":
+            if not isinstance(choice.get("name"), str):
+                raise BadRequest("tool_choice.name: Field required", param="tool_choice")
+            kind, named = "named", str(choice["name"])
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    last = messages[-1]
+    last_blocks = last.get("content") if isinstance(last, dict) else None
+    return ToolRequest(
+        tools=listed,
+        choice=kind,
+        named=named,
+        last_user_text=text_of(users[-1].get("content")) if users else "",
+        after_tool_result=isinstance(last_blocks, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in last_blocks),
+    )
+
+
+def _answer_schema(request: Mapping[str, object]) -> object | None:
+    """The schema of `output_config.format` (or the older beta's top-level `output_format`), else None."""
+    config = request.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None:
+        fmt = request.get("output_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
         return None
-    if choice.get("type") == "tool":
-        if not isinstance(choice.get("name"), str):
-            raise BadRequest("tool_choice.name: Field required", param="tool_choice")
-        return str(choice["name"])
-    if choice.get("type") != "any":
-        return None
-    first = tools[0]
-    if not isinstance(first, dict) or not isinstance(first.get("name"), str):
-        raise BadRequest("tools.0.name: Field required", param="tools")
-    return str(first["name"])
+    schema = fmt.get("schema")
+    return schema if isinstance(schema, dict) else JSON_OBJECT_SCHEMA
 
 
 class AnthropicEncoder:
@@ -109,11 +155,12 @@ class AnthropicEncoder:
         self._tool_id = f"toolu_sim{seq}"
 
     def response_body(self, output_tokens: int, finish: Finish) -> bytes:
-        if finish is Finish.TOOL_CALL:
-            content: list[dict[str, Any]] = [{"type": "tool_use", "id": self._tool_id,
-                                              "name": self._request.forced_tool, "input": TOOL_ARGUMENTS}]
+        tool = self._request.tool
+        if finish is Finish.TOOL_CALL and tool is not None:
+            content: list[dict[str, Any]] = [{"type": "tool_use", "id": self._tool_id, "name": tool.name,
+                                              "input": orjson.Fragment(tool.arguments)}]
         else:
-            content = [{"type": "text", "text": answer_text(output_tokens)}]
+            content = [{"type": "text", "text": self._request.text(output_tokens)}]
         return orjson.dumps({
             "id": self._id,
             "type": "message",
@@ -138,11 +185,11 @@ class AnthropicEncoder:
         return _TEXT_BLOCK_START + _PING
 
     def stream_token(self, index: int) -> bytes:
-        return _TEXT_DELTA_HEAD + token_json(index) + b"}}\n\n"
+        return _TEXT_DELTA_HEAD + self._request.token(index) + b"}}\n\n"
 
     def stream_tool_open(self) -> bytes:
-        block: dict[str, Any] = {"type": "tool_use", "id": self._tool_id, "name": self._request.forced_tool,
-                                 "input": {}}
+        name = self._request.tool.name if self._request.tool is not None else ""
+        block: dict[str, Any] = {"type": "tool_use", "id": self._tool_id, "name": name, "input": {}}
         return sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}) + _PING
 
     def stream_tool_piece(self, piece: str) -> bytes:

@@ -10,9 +10,7 @@ from typing import Protocol
 
 import orjson
 
-# A forced tool call always answers with these arguments, streamed in these two pieces.
-TOOL_ARGUMENTS: dict[str, str] = {"query": "sim"}
-TOOL_ARGUMENT_PIECES: tuple[str, ...] = ('{"query": ', '"sim"}')
+from gateway.simulator.answers import ToolCall
 
 
 class Finish(enum.Enum):
@@ -41,7 +39,20 @@ class ChatRequest:
     max_tokens: int | None
     input_tokens: int  # deterministic estimate: characters of all text // 4, at least 1
     include_usage: bool = False  # OpenAI `stream_options.include_usage`
-    forced_tool: str | None = None  # the tool to call when the request forces one, else a text answer
+    tool: ToolCall | None = None  # the call this request is answered with (see `answers.choose_tool`)
+    json_pieces: tuple[str, ...] | None = None  # a structured answer's tokens, else `tok0 tok1 ...` text
+
+    def text(self, output_tokens: int) -> str:
+        """The whole text answer of `output_tokens` tokens."""
+        if self.json_pieces is not None:
+            return "".join(self.json_pieces[:output_tokens])
+        return answer_text(output_tokens)
+
+    def token(self, index: int) -> bytes:
+        """Token `index` of the text answer as a JSON string."""
+        if self.json_pieces is not None:
+            return orjson.dumps(self.json_pieces[index])
+        return token_json(index)
 
 
 class StreamEncoder(Protocol):
@@ -68,6 +79,8 @@ class Dialect(Protocol):
                    param: str | None = None) -> bytes: ...
     def credential(self, headers: Mapping[str, str]) -> str | None: ...
     def models_body(self, models: tuple[str, ...]) -> bytes: ...
+    def model_body(self, model: str) -> bytes: ...
+    def unknown_model_body(self, model: str) -> bytes: ...
 
 
 @functools.lru_cache(maxsize=8192)

@@ -8,16 +8,14 @@ from typing import Any
 
 import orjson
 
+from gateway.simulator.answers import JSON_OBJECT_SCHEMA, Tool, ToolRequest, choose_tool, json_answer, text_of
 from gateway.simulator.chat import (
-    TOOL_ARGUMENT_PIECES,
     BadRequest,
     ChatRequest,
     Finish,
-    answer_text,
     estimate_input_tokens,
     optional_positive_int,
     require_model_and_messages,
-    token_json,
 )
 
 _FINISH_REASONS = {Finish.STOP: "stop", Finish.LENGTH: "length", Finish.TOOL_CALL: "tool_calls"}
@@ -37,13 +35,17 @@ class OpenAIDialect:
             max_tokens = optional_positive_int(request, "max_tokens")
         options = request.get("stream_options")
         include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+        # Without tools, a text answer whatever tool_choice says: the check of a stray tool_choice is the gateway's.
+        tool = choose_tool(_tool_request(request, messages)) if request.get("tools") else None
+        schema = _answer_schema(request.get("response_format"))
         return ChatRequest(
             model=model,
             stream=stream,
             max_tokens=max_tokens,
             input_tokens=estimate_input_tokens(messages),
             include_usage=include_usage,
-            forced_tool=_forced_tool(request),
+            tool=tool,
+            json_pieces=None if tool is not None or schema is None else json_answer(schema),
         )
 
     def encoder(self, request: ChatRequest, seq: int) -> OpenAIEncoder:
@@ -59,30 +61,60 @@ class OpenAIDialect:
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def models_body(self, models: tuple[str, ...]) -> bytes:
-        return orjson.dumps({
-            "object": "list",
-            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "simulator"} for m in models],
-        })
+        return orjson.dumps({"object": "list", "data": [_model(m) for m in models]})
+
+    def model_body(self, model: str) -> bytes:
+        return orjson.dumps(_model(model))
+
+    def unknown_model_body(self, model: str) -> bytes:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return self.error_body(404, message, code="model_not_found")
 
 
-def _forced_tool(request: Mapping[str, object]) -> str | None:
-    """The tool a request forces: tool_choice "required" means the first tool, a named function means that one."""
+def _model(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "simulator"}
+
+
+def _tool_request(request: Mapping[str, object], messages: list[object]) -> ToolRequest:
+    """The function tools, `tool_choice` and the last user text, as `answers.choose_tool` takes them."""
     tools = request.get("tools")
-    if not isinstance(tools, list) or not tools:
-        return None
+    listed = tuple(
+        Tool(str(t["function"]["name"]), t["function"].get("parameters"))
+        for t in (tools if isinstance(tools, list) else [])
+        if isinstance(t, dict) and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str))
     choice = request.get("tool_choice")
+    named = None
     if isinstance(choice, dict) and choice.get("type") == "function":
         function = choice.get("function")
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            return str(function["name"])
-        raise BadRequest("tool_choice.function.name: Field required", param="tool_choice")
-    if choice != "required":
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest("tool_choice.function.name: Field required", param="tool_choice")
+        choice, named = "named", str(function["name"])
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        choice = allowed.get("mode") if isinstance(allowed, dict) else None
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    last = messages[-1]
+    return ToolRequest(
+        tools=listed,
+        choice=choice if isinstance(choice, str) else None,
+        named=named,
+        last_user_text=text_of(users[-1].get("content")) if users else "",
+        after_tool_result=isinstance(last, dict) and last.get("role") in ("tool", "function"),
+    )
+
+
+def _answer_schema(response_format: object) -> object | None:
+    """The schema a structured answer follows, or None for a text answer (no response_format, or type text)."""
+    if not isinstance(response_format, dict):
         return None
-    first = tools[0]
-    function = first.get("function") if isinstance(first, dict) else None
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise BadRequest("tools[0].function.name: Field required", param="tools")
-    return str(function["name"])
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return JSON_OBJECT_SCHEMA
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else JSON_OBJECT_SCHEMA
 
 
 def _error_type(status: int) -> str:
@@ -115,14 +147,15 @@ class OpenAIEncoder:
 
     def response_body(self, output_tokens: int, finish: Finish) -> bytes:
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-        if finish is Finish.TOOL_CALL:
+        tool = self._request.tool
+        if finish is Finish.TOOL_CALL and tool is not None:
             message["tool_calls"] = [{
                 "id": self._call_id,
                 "type": "function",
-                "function": {"name": self._request.forced_tool, "arguments": "".join(TOOL_ARGUMENT_PIECES)},
+                "function": {"name": tool.name, "arguments": tool.arguments},
             }]
         else:
-            message["content"] = answer_text(output_tokens)
+            message["content"] = self._request.text(output_tokens)
         return orjson.dumps({
             "id": self._id,
             "object": "chat.completion",
@@ -141,11 +174,11 @@ class OpenAIEncoder:
         return b""
 
     def stream_token(self, index: int) -> bytes:
-        return self._head + b'{"content":' + token_json(index) + b"}" + _CHUNK_TAIL
+        return self._head + b'{"content":' + self._request.token(index) + b"}" + _CHUNK_TAIL
 
     def stream_tool_open(self) -> bytes:
-        call = {"index": 0, "id": self._call_id, "type": "function",
-                "function": {"name": self._request.forced_tool, "arguments": ""}}
+        name = self._request.tool.name if self._request.tool is not None else ""
+        call = {"index": 0, "id": self._call_id, "type": "function", "function": {"name": name, "arguments": ""}}
         return self._head + orjson.dumps({"tool_calls": [call]}) + _CHUNK_TAIL
 
     def stream_tool_piece(self, piece: str) -> bytes:

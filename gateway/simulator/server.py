@@ -1,15 +1,20 @@
 """A simulated LLM provider: one aiohttp server on 127.0.0.1 speaking both OpenAI and Anthropic wire formats.
 
-Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic), `GET /v1/models` (shape by the
-`anthropic-version` header), and the control plane `GET /_sim/stats`, `POST /_sim/reset`,
+Routes: `POST /v1/chat/completions` and `POST /v1/embeddings` (OpenAI), `POST /v1/messages` and
+`POST /v1/messages/count_tokens` (Anthropic), `GET /v1/models` and `GET /v1/models/{id}` (shape by the
+`anthropic-version` header), and the control plane `GET /_sim/stats`, `GET /_sim/requests`, `POST /_sim/reset`,
 `GET|PUT /_sim/profile`. Behaviour comes from a `SimProfile`; randomness from one `random.Random(seed)`.
+
+Every counted route shares the same door: hang, outage, key check, and the three random draws (error, stall,
+mid-stream failure). Embeddings and token counts are one JSON body after the first-token latency (ttft plus any
+stall); a mid-stream failure is then a server error after that wait, as for a non-streaming chat request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -17,16 +22,20 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.simulator.anthropic_wire import AnthropicDialect
-from gateway.simulator.chat import TOOL_ARGUMENT_PIECES, BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
+from gateway.simulator.anthropic_wire import AnthropicDialect, count_tokens_body
+from gateway.simulator.chat import BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
+from gateway.simulator.control import add_uncounted_routes, same_key
+from gateway.simulator.embeddings import embeddings_body, parse_embeddings_request
 from gateway.simulator.openai_wire import OpenAIDialect
-from gateway.simulator.profile import SimProfile, parse_profile
-from gateway.simulator.stats import SimStats, redact_headers
+from gateway.simulator.profile import SimProfile
+from gateway.simulator.stats import SimStats
 
 HOST = "127.0.0.1"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _OPENAI = OpenAIDialect()
 _ANTHROPIC = AnthropicDialect()
+# One counted route's own handling, after the shared door: (request, dialect, parsed body, profile, seq).
+_Serve = Callable[[web.Request, Dialect, Any, SimProfile, int], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +43,7 @@ class _Plan:
     """What one successful request will do, drawn up front so a request's random choices are made together."""
 
     first_delay_s: float  # ttft, plus the stall when one was drawn
-    units: int  # tokens to send (text tokens, or tool-argument pieces)
+    units: int  # tokens to send (text tokens, structured-answer tokens, or tool-argument pieces)
     finish: Finish
     midstream_error: bool
 
@@ -123,29 +132,33 @@ class SimulatedProvider:
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)  # load tests send long prompts
         app.router.add_post("/v1/chat/completions", self._handle_openai)
+        app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_post("/v1/messages", self._handle_anthropic)
-        app.router.add_get("/v1/models", self._handle_models)
-        app.router.add_get("/_sim/stats", self._handle_stats)
-        app.router.add_post("/_sim/reset", self._handle_reset)
-        app.router.add_get("/_sim/profile", self._handle_get_profile)
-        app.router.add_put("/_sim/profile", self._handle_put_profile)
+        app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
+        add_uncounted_routes(app, self)
         return app
 
-    # ---- chat requests -----------------------------------------------------------------------------------
+    # ---- counted requests ---------------------------------------------------------------------------------
 
     async def _handle_openai(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle_chat(request, _OPENAI)
+        return await self._counted(request, "chat.completions", _OPENAI, self._serve_chat)
 
     async def _handle_anthropic(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle_chat(request, _ANTHROPIC)
+        return await self._counted(request, "messages", _ANTHROPIC, self._serve_chat)
 
-    async def _handle_chat(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted(request, "embeddings", _OPENAI, self._serve_embeddings)
+
+    async def _handle_count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted(request, "count_tokens", _ANTHROPIC, self._serve_count_tokens)
+
+    async def _counted(self, request: web.Request, route: str, dialect: Dialect, serve: _Serve) -> web.StreamResponse:
         stats = self.stats
         stats.received += 1
         stats.in_flight += 1
         self._seq += 1
         try:
-            return await self._serve(request, dialect, self.profile, self._seq)
+            return await self._door(request, route, dialect, self.profile, self._seq, serve)
         except asyncio.CancelledError:
             # handler_cancellation: the client closed the connection while we were waiting or writing.
             stats.disconnected += 1
@@ -153,63 +166,109 @@ class SimulatedProvider:
         finally:
             stats.in_flight -= 1
 
-    async def _serve(self, request: web.Request, dialect: Dialect, profile: SimProfile,
-                     seq: int) -> web.StreamResponse:
+    async def _door(self, request: web.Request, route: str, dialect: Dialect, profile: SimProfile, seq: int,
+                    serve: _Serve) -> web.StreamResponse:
+        """Read and record the request, then what refuses any counted request before its own handling."""
         raw = await request.read()
         try:
             body: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.stats.last_headers = redact_headers(request.headers)
-        self.stats.last_body = body
+        self.stats.record(route, request.path_qs, request.headers, body)
 
         if profile.hang:
             await asyncio.Future()  # never resolves: ends when the client leaves and aiohttp cancels us
         if profile.outages and profile.outage_at(self.elapsed_s()):
             return await self._error(request, dialect, seq, profile, profile.outage_status, "Simulated outage.")
-        if profile.require_key is not None and not _same_key(dialect.credential(request.headers),
+        if profile.require_key is not None and not same_key(dialect.credential(request.headers),
                                                                profile.require_key):
             return await self._error(request, dialect, seq, profile, 401, "Invalid API key (simulated).",
                                      code="invalid_api_key")
         if body is None:
             return await self._error(request, dialect, seq, profile, 400, "Request body is not valid JSON.")
+        return await serve(request, dialect, body, profile, seq)
+
+    def _draw(self, profile: SimProfile) -> tuple[bool, bool, bool]:
+        """Whether this request fails at once, stalls, and fails after its first token.
+
+        Always draw the three chances, whatever the probabilities, so two profiles that differ only in
+        rates still see the same random stream for everything else.
+        """
+        rng = self._rng
+        return (rng.random() < profile.error_rate, rng.random() < profile.stall_prob,
+                rng.random() < profile.midstream_error_rate)
+
+    async def _serve_chat(self, request: web.Request, dialect: Dialect, body: Any, profile: SimProfile,
+                          seq: int) -> web.StreamResponse:
         try:
             chat = dialect.parse_request(body)
         except BadRequest as exc:
             return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
-
-        # Always draw the three chances, whatever the probabilities, so two profiles that differ only in
-        # rates still see the same random stream for everything else.
-        rng = self._rng
-        fails = rng.random() < profile.error_rate
-        stalls = rng.random() < profile.stall_prob
-        breaks_midstream = rng.random() < profile.midstream_error_rate
+        fails, stalls, breaks_midstream = self._draw(profile)
         if fails:
-            message = "Overloaded" if profile.error_status == 529 else "Simulated error."
-            return await self._error(request, dialect, seq, profile, profile.error_status, message)
+            return await self._fail(request, dialect, seq, profile)
         plan = self._plan(profile, chat, stalls, breaks_midstream)
         encoder = dialect.encoder(chat, seq)
         headers = {dialect.request_id_header: f"req_sim{seq}"}
         if chat.stream:
-            return await self._stream(request, encoder, headers, profile, plan)
+            return await self._stream(request, encoder, headers, profile, plan, chat)
         return await self._respond(request, dialect, seq, encoder, headers, profile, plan)
+
+    async def _serve_embeddings(self, request: web.Request, dialect: Dialect, body: Any, profile: SimProfile,
+                                seq: int) -> web.StreamResponse:
+        try:
+            embeddings = parse_embeddings_request(body)
+        except BadRequest as exc:
+            return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
+        return await self._whole(request, dialect, seq, profile, lambda: embeddings_body(embeddings))
+
+    async def _serve_count_tokens(self, request: web.Request, dialect: Dialect, body: Any, profile: SimProfile,
+                                  seq: int) -> web.StreamResponse:
+        try:
+            answer = count_tokens_body(body)
+        except BadRequest as exc:
+            return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
+        return await self._whole(request, dialect, seq, profile, lambda: answer)
+
+    async def _whole(self, request: web.Request, dialect: Dialect, seq: int, profile: SimProfile,
+                     build: Callable[[], bytes]) -> web.StreamResponse:
+        """A request answered with one JSON body after the first-token latency: embeddings, token counts."""
+        fails, stalls, breaks_midstream = self._draw(profile)
+        if fails:
+            return await self._fail(request, dialect, seq, profile)
+        delay_ms = profile.ttft.sample_ms(self._rng) + (profile.stall_ms if stalls else 0.0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        if breaks_midstream:
+            status = _midstream_status(profile)
+            return await self._error(request, dialect, seq, profile, status, "Failed during generation (simulated).")
+        resp = web.Response(body=build(), content_type="application/json",
+                            headers={dialect.request_id_header: f"req_sim{seq}"})
+        if await self._send(request, resp):
+            self.stats.completed += 1
+        return resp
+
+    async def _fail(self, request: web.Request, dialect: Dialect, seq: int, profile: SimProfile) -> web.StreamResponse:
+        message = "Overloaded" if profile.error_status == 529 else "Simulated error."
+        return await self._error(request, dialect, seq, profile, profile.error_status, message)
 
     def _plan(self, profile: SimProfile, chat: ChatRequest, stalls: bool, breaks_midstream: bool) -> _Plan:
         first_ms = profile.ttft.sample_ms(self._rng) + (profile.stall_ms if stalls else 0.0)
-        if chat.forced_tool is not None:
-            # max_tokens is not applied to tool calls: the arguments are tiny and must stay valid JSON.
-            return _Plan(first_ms / 1000, len(TOOL_ARGUMENT_PIECES), Finish.TOOL_CALL, breaks_midstream)
-        units = profile.output_tokens
+        if chat.tool is not None:
+            # max_tokens is not applied to tool calls: the arguments are small and must stay valid JSON.
+            return _Plan(first_ms / 1000, len(chat.tool.pieces), Finish.TOOL_CALL, breaks_midstream)
+        # A structured answer is as long as its JSON, whatever output_tokens says; max_tokens still cuts it.
+        units = profile.output_tokens if chat.json_pieces is None else len(chat.json_pieces)
         finish = Finish.STOP
         if chat.max_tokens is not None and chat.max_tokens < units:
             units, finish = chat.max_tokens, Finish.LENGTH
         return _Plan(first_ms / 1000, units, finish, breaks_midstream)
 
     async def _stream(self, request: web.Request, encoder: StreamEncoder, headers: dict[str, str],
-                      profile: SimProfile, plan: _Plan) -> web.StreamResponse:
+                      profile: SimProfile, plan: _Plan, chat: ChatRequest) -> web.StreamResponse:
         stats = self.stats
         per_token = profile.per_token
-        tool = plan.finish is Finish.TOOL_CALL
+        tool = chat.tool.pieces if chat.tool is not None else None
         resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
         try:
             # Headers go out at once, as real APIs do; the preamble events wait for the first token so a
@@ -217,7 +276,7 @@ class SimulatedProvider:
             await resp.prepare(request)
             if plan.first_delay_s > 0:
                 await asyncio.sleep(plan.first_delay_s)
-            out = [encoder.stream_open(), encoder.stream_tool_open() if tool else encoder.stream_text_open()]
+            out = [encoder.stream_open(), encoder.stream_text_open() if tool is None else encoder.stream_tool_open()]
             pending = 0  # tokens in `out`, not yet written
             for i in range(plan.units):
                 if i and not per_token.is_zero:
@@ -228,7 +287,7 @@ class SimulatedProvider:
                         out.clear()
                         pending = 0
                         await asyncio.sleep(gap_ms / 1000)
-                out.append(encoder.stream_tool_piece(TOOL_ARGUMENT_PIECES[i]) if tool else encoder.stream_token(i))
+                out.append(encoder.stream_token(i) if tool is None else encoder.stream_tool_piece(tool[i]))
                 pending += 1
                 if i == 0 and plan.midstream_error:
                     status = _midstream_status(profile)
@@ -287,43 +346,6 @@ class SimulatedProvider:
             return False
         return True
 
-    # ---- models and control plane ------------------------------------------------------------------------
-
-    async def _handle_models(self, request: web.Request) -> web.Response:
-        dialect: Dialect = _ANTHROPIC if "anthropic-version" in request.headers else _OPENAI
-        profile = self.profile
-        if profile.require_key is not None and not _same_key(dialect.credential(request.headers),
-                                                               profile.require_key):
-            body = dialect.error_body(401, "Invalid API key (simulated).", code="invalid_api_key")
-            return web.Response(status=401, body=body, content_type="application/json")
-        return web.Response(body=dialect.models_body(profile.models), content_type="application/json")
-
-    async def _handle_stats(self, request: web.Request) -> web.Response:
-        return _json({"name": self.name, **self.stats.as_dict()})
-
-    async def _handle_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return _json({"name": self.name, **self.stats.as_dict()})
-
-    async def _handle_get_profile(self, request: web.Request) -> web.Response:
-        return _json({"name": self.name, "profile": self.profile.to_dict()})
-
-    async def _handle_put_profile(self, request: web.Request) -> web.Response:
-        try:
-            data = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            return _json({"error": "profile: body is not valid JSON"}, status=400)
-        try:
-            profile = parse_profile(data)
-        except ValueError as exc:
-            return _json({"error": str(exc)}, status=400)
-        self.profile = profile  # requests already running keep the profile they started with
-        return _json({"name": self.name, "profile": profile.to_dict()})
-
-
-def _same_key(given: str | None, required: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), required.encode())
-
 
 def _midstream_status(profile: SimProfile) -> int:
     """A mid-generation failure is a server fault: error_status when it is one, else 500."""
@@ -336,6 +358,3 @@ def _format_seconds(seconds: float) -> str:
         return str(int(seconds))
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
-
-def _json(data: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")

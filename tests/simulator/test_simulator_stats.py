@@ -37,7 +37,8 @@ def test_reset_zeroes_counters_but_not_the_gauge() -> None:
     assert stats.errors == 3 and stats.errors_by_status == {529: 2, 500: 1}
     stats.reset()
     assert stats.as_dict() == {"received": 0, "completed": 0, "disconnected": 0, "errors": 0, "in_flight": 1,
-                               "tokens_sent": 0, "errors_by_status": {}, "last_headers": {}, "last_body": None}
+                               "tokens_sent": 0, "errors_by_status": {}, "received_by_route": {},
+                               "last_headers": {}, "last_body": None}
 
 
 def test_as_dict_is_json_ready() -> None:
