@@ -11,6 +11,7 @@ class FailureKind(enum.StrEnum):
     FAULT = "fault"  # provider's fault (5xx, 529, timeout, connection, bad stream): try the next target
     CLIENT = "client"  # the request itself is bad (400, 401, 403, 404, 422): return it, try nothing else
     RATE_LIMITED = "rate_limited"  # 429: skip this target for Retry-After, try the next
+    LOCAL = "local"  # the gateway's own resource (its connection pool) was exhausted: try the next, blame nobody
 
 
 class GatewayError(Exception):

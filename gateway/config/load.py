@@ -197,7 +197,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     for name in s.data:
         p = s.section(str(name))
         p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version", "max_concurrent")
+               "anthropic_version", "max_concurrent", "pool_timeout_s")
         kind_text = p.string("kind")
         try:
             kind = WireFormat(kind_text)
@@ -214,6 +214,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             timeout_s=p.number("timeout_s", 60.0, minimum=0.001),
             connect_timeout_s=p.number("connect_timeout_s", 10.0, minimum=0.001),
             max_connections=p.number("max_connections", 256, minimum=1, kind=int),
+            pool_timeout_s=p.number("pool_timeout_s", 10.0, minimum=0.001),
             breaker=BreakerOptions(fail_max=b.number("fail_max", 5, minimum=1, kind=int),
                                    reset_timeout_s=b.number("reset_timeout_s", 30.0, minimum=0.001)),
             anthropic_version=p.string("anthropic_version", "2023-06-01"),

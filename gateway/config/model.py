@@ -56,6 +56,7 @@ class ProviderConfig:
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
     max_connections: int = 256
+    pool_timeout_s: float = 10.0  # longest wait for one of the max_connections: local overload, not a fault
     breaker: BreakerOptions = BreakerOptions()
     anthropic_version: str = "2023-06-01"
     bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider

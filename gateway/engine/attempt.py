@@ -53,6 +53,7 @@ class AttemptRun:
         self._permit = permit
         self._bulkhead = bulkhead
         self._holds_slot = holds_slot
+        self._connection: Callable[[], None] | None = None  # releases the reserved pool connection
         self._events = provider.stream(upstream)
         self._done = False  # the upstream stream is over (ended, failed or closed)
         self._complete = False  # a finish reason or end-of-message was seen
@@ -81,10 +82,14 @@ class AttemptRun:
         """Run up to the commit point (streams: the first content token; else the whole answer). Never raises
         except when cancelled: every failure is returned, to be settled by the race."""
         try:
+            # Local waits come before the attempt's timeout, within the request deadline: a full pool or bulkhead
+            # is this gateway's overload, never the provider's slowness. The wait shows on the attempt's span.
+            waited_from = self._clock()
             if self._bulkhead is not None and not self._holds_slot:
-                # Waits within the request deadline; the wait shows on the attempt (and its span).
-                self.queue_wait_s = await self._bulkhead.acquire()
+                await self._bulkhead.acquire()
                 self._holds_slot = True
+            self._connection = await self._provider.reserve()
+            self.queue_wait_s = self._clock() - waited_from
             async with asyncio.timeout(timeout_s):
                 if self._upstream.operation != "chat":
                     return await self._unary()
@@ -253,6 +258,9 @@ class AttemptRun:
         if self._holds_slot and self._bulkhead is not None:
             self._holds_slot = False
             self._bulkhead.release()
+        release, self._connection = self._connection, None
+        if release is not None:
+            release()
 
 
 def skipped(record: RequestRecord, index: int, target: Target, launch: Launch, reason: str, *,

@@ -367,8 +367,8 @@ class _Race:
         if every(lambda a: a.skip_reason == "rate_limited" or (
                 a.error is not None and a.error.kind is FailureKind.RATE_LIMITED)):
             return GatewayError(429, message, type="rate_limit_error")
-        if every(lambda a: a.skip_reason == "breaker_open" or (
-                a.error is not None and a.error.status in (503, 529))):
+        if every(lambda a: a.skip_reason in ("breaker_open", "provider_busy") or (a.error is not None and (
+                a.error.status in (503, 529) or a.error.kind is FailureKind.LOCAL))):
             return GatewayError(503, message, type="overloaded_error")
         if every(lambda a: a.error is not None and a.error.error_type == "timeout"):
             return GatewayError(504, message, type="timeout_error")

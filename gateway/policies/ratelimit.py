@@ -91,6 +91,11 @@ class RateLimiter:
         """Keys with state, for metrics and tests."""
         return len(self._keys)
 
+    def tokens_left(self, key_id: str) -> float | None:
+        """The key's token bucket level as of its last update (None: no state, a full bucket), for tests."""
+        state = self._keys.get(key_id)
+        return None if state is None else state.tokens.level
+
     def check(self, key_id: str, options: RateLimitOptions, estimated_tokens: int) -> float | None:
         """Admit one request expected to use `estimated_tokens`: None if admitted (one request counted
         and the tokens reserved), else the seconds to wait before it would be (nothing counted).

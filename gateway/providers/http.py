@@ -8,8 +8,10 @@ What differs between kinds is only where to send and which headers: an `Endpoint
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -48,6 +50,8 @@ class HttpProvider:
         self.server_address = parsed.hostname or ""
         self.server_port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._session: aiohttp.ClientSession | None = None
+        self._free = config.max_connections  # connections not reserved by an attempt
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._urls = dict(endpoint.urls)
         self.operations = frozenset(self._urls)
         # The kind's chat format, and any other wire format the endpoint has a URL for (by the format's name).
@@ -73,6 +77,38 @@ class HttpProvider:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def reserve(self) -> Callable[[], None]:
+        """One of the pool's `max_connections`, waited for FIFO at most `pool_timeout_s`. Attempts reserve before
+        they connect, so aiohttp never queues inside an attempt's timeout (where a wait would look like a slow
+        provider and count against its breaker)."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return self._release
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.config.pool_timeout_s):
+                await waiter
+        except TimeoutError:
+            raise ProviderError(FailureKind.LOCAL, f"{self.name}: all {self.config.max_connections} connections "
+                                f"busy for {self.config.pool_timeout_s:g} s", error_type="local_overload") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a connection just as it was cancelled: pass it on
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return self._release
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over directly: _free stays as it is
+                return
+        self._free += 1
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         """The provider's events, in batches: every complete event that arrived in one network read.

@@ -8,7 +8,7 @@ A test fake implements these few members and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,11 @@ class Provider(Protocol):
 
         Nothing is sent before the first iteration. Closing the generator early (a cancelled loser) closes the
         upstream connection instead of returning it to a pool, so the provider sees the client leave at once."""
+        ...
+
+    async def reserve(self) -> Callable[[], None]:
+        """Wait for a free connection to this provider (the gateway's own pool) and return its release.
+        Raises `ProviderError` of kind LOCAL when none frees up in time: local overload, not a provider fault."""
         ...
 
     async def call(self, request: UpstreamRequest) -> Json:

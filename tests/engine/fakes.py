@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from gateway.errors import ProviderError
@@ -51,6 +51,9 @@ class FakeProvider:
 
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         return self._run(request.body)
+
+    async def reserve(self) -> Callable[[], None]:
+        return _nothing
 
     async def call(self, request: UpstreamRequest) -> Json:
         """Embeddings, after the plan's time to first token."""
@@ -106,6 +109,10 @@ class FakeProvider:
             raise
         finally:
             call.ended = loop.time()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _chunk(model: str, delta: Json, finish: str | None = None) -> SSEEvent:
