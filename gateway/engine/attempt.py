@@ -26,6 +26,11 @@ from gateway.wire import Json, SSEEvent
 
 log = logging.getLogger("gateway.engine")
 
+# Bounds on what one attempt may make the gateway hold: a provider streaming events without content (e.g.
+# endless role-only deltas) or an answer beyond any real model's output is a provider fault, not a memory leak.
+MAX_EVENTS_BEFORE_CONTENT = 10_000
+MAX_ANSWER_CHARS = 16 * 1024 * 1024
+
 # What `run` ends in: the client events up to the commit point (streams), the whole answer, or the failure.
 RunResult = list[SSEEvent] | Json | ProviderError
 
@@ -58,6 +63,7 @@ class AttemptRun:
         self._done = False  # the upstream stream is over (ended, failed or closed)
         self._complete = False  # a finish reason or end-of-message was seen
         self._carry: list[SSEEvent] = []  # events read past the commit point, not yet processed
+        self._events_seen = 0
         self.finished: Attempt | None = None  # set once, by `finish`
         # Accounting, read by `finish`.
         self.first_token_s: float | None = None
@@ -211,13 +217,22 @@ class AttemptRun:
             self.output_tokens = info.output_tokens
         if info.text:
             self.streamed_chars += len(info.text)
+            if self.streamed_chars > MAX_ANSWER_CHARS:
+                raise ProviderError(FailureKind.FAULT, f"{self.provider}: answer longer than {MAX_ANSWER_CHARS} "
+                                    "characters", error_type="bad_response")
         if info.finish_reason is not None:
             self.finish_reason = info.finish_reason
             self._complete = True
         if info.end:
             self._complete = True
-        if info.content and self.first_token_s is None:
-            self.first_token_s = self._clock() - self.started
+        if self.first_token_s is None:
+            if info.content:
+                self.first_token_s = self._clock() - self.started
+            else:
+                self._events_seen += 1
+                if self._events_seen > MAX_EVENTS_BEFORE_CONTENT:
+                    raise ProviderError(FailureKind.FAULT, f"{self.provider}: {MAX_EVENTS_BEFORE_CONTENT} events "
+                                        "without content", error_type="bad_response")
 
     # ---- the end ------------------------------------------------------------------------------------------
 

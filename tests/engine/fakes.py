@@ -21,6 +21,7 @@ class Plan:
     error: ProviderError | None = None  # raised after `ttft_s` instead of answering
     error_after_tokens: int | None = None  # raise `error` mid-stream after this many tokens
     role_first: bool = True  # a role-only chunk at once, before the content (must not count as content)
+    endless_role_chunks: bool = False  # role-only chunks as fast as it can, forever (a rogue upstream)
 
 
 @dataclass
@@ -90,6 +91,8 @@ class FakeProvider:
         try:
             if plan.role_first and plan.error is None:
                 yield [_chunk(model, {"role": "assistant", "content": ""})]
+            while plan.endless_role_chunks:
+                yield [_chunk(model, {"role": "assistant"}) for _ in range(100)]
             await asyncio.sleep(plan.ttft_s)
             if plan.error is not None and plan.error_after_tokens is None:
                 raise plan.error

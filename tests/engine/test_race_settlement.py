@@ -112,3 +112,16 @@ def test_aliases_sharing_a_target_each_get_their_own_quantile_and_clamp() -> Non
     assert again is not None and again.options == wider
     rt2.record_latency(target, False, 0.3)
     assert again.delay_s() == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_endless_events_without_content_are_a_provider_fault_not_a_memory_leak(stream: bool) -> None:
+    a = FakeProvider("a", Plan(endless_role_chunks=True))
+    b = FakeProvider("b", Plan(ttft_s=0.1))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=10_000, budget=BudgetOptions(percent=100)))
+    summary, _ = await run(rt, stream=stream)
+    first = summary.attempts[0]
+    assert first.outcome is Outcome.FAILED and first.error is not None
+    assert first.error.error_type == "bad_response" and "without content" in first.error.message
+    assert summary.winner is not None and summary.winner.provider == "b"  # fell back at once
+    assert rt.breakers["a"].consecutive_failures == 1
