@@ -76,7 +76,7 @@ class AttemptRun:
         self.queue_wait_s = 0.0
         hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
                                              breaker_state, provider.server_address, provider.server_port,
-                                             upstream.operation))
+                                             upstream.operation, upstream.dropped_fields))
 
     @property
     def provider(self) -> str:

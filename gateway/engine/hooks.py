@@ -53,6 +53,7 @@ class AttemptStarted:
     server_address: str
     server_port: int
     operation: str = "chat"
+    dropped_fields: tuple[str, ...] = ()  # client fields the translation for this target left out
 
 
 @dataclass(frozen=True, slots=True)

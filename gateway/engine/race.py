@@ -284,15 +284,16 @@ class _Race:
             body = pair.request(self.body, model=target.model, default_max_tokens=self.route.default_max_tokens)
             # The kind's own format goes to its chat URL; another native format to the URL named after it.
             endpoint = "chat" if fmt is provider.kind else str(fmt)
-            return UpstreamRequest(body, self.forward_headers if pair.same_format else {}, endpoint), pair.stream()
+            return (UpstreamRequest(body, self.forward_headers if pair.same_format else {},
+                                    pair.dropped_fields(self.body), endpoint), pair.stream())
         # Embeddings and token counts pass through, unchanged but for the model, to providers that serve them.
         if operation not in provider.operations:
             raise GatewayError(400, f"model '{record.alias}' has no target that serves {operation}: "
                                f"{target.provider} is a {provider.kind} provider", type="invalid_request_error",
                                param="model")
         same = provider.kind is record.door
-        return (UpstreamRequest({**self.body, "model": target.model}, self.forward_headers if same else {}, operation),
-                PASSTHROUGH)
+        return (UpstreamRequest({**self.body, "model": target.model}, self.forward_headers if same else {},
+                                operation=operation), PASSTHROUGH)
 
     def won(self, run: AttemptRun, result: list[SSEEvent] | Json) -> Winner:
         rt, record = self.rt, self.record

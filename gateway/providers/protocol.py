@@ -22,6 +22,7 @@ class UpstreamRequest:
 
     body: Json
     headers: Mapping[str, str] = field(default_factory=dict)
+    dropped_fields: tuple[str, ...] = ()  # client fields the translation left out (for the attempt's span)
     operation: str = "chat"  # which of the provider's endpoints: "chat" (in its kind's format), a wire format it
     # also speaks natively (e.g. "responses"), "embeddings", "count_tokens"
 

@@ -72,6 +72,8 @@ def attempt_start(attempt: AttemptStarted | Attempt, provider_kind: str) -> Attr
     if attempt.server_address:
         attrs[n.SERVER_ADDRESS] = attempt.server_address
         attrs[n.SERVER_PORT] = attempt.server_port
+    if isinstance(attempt, AttemptStarted) and attempt.dropped_fields:  # a skipped attempt sent nothing
+        attrs[n.DROPPED_FIELDS] = attempt.dropped_fields
     return attrs
 
 

@@ -50,6 +50,42 @@ class Translation(Protocol):
         """A translator for one provider stream (the passthrough one is stateless and shared)."""
         ...
 
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        """The client's fields this pair cannot express and leaves out (harmless hints: a field whose loss
+        would change the answer raises in `request` instead). Listed on the attempt's span."""
+        ...
+
+
+def _unmapped(body: Json, mapped: frozenset[str], partial: dict[str, frozenset[str]]) -> tuple[str, ...]:
+    """Top-level fields outside `mapped`, sub-fields outside `partial[field]`, and `cache_control` anywhere in
+    the prompt (a hint no other format has)."""
+    out = [key for key in body if key not in mapped and key not in partial]
+    for key, kept in partial.items():
+        value = body.get(key)
+        if isinstance(value, dict):
+            out.extend(f"{key}.{sub}" for sub in value if sub not in kept)
+    if _has_cache_control(body.get("system")) or _has_cache_control(body.get("messages")) or \
+            _has_cache_control(body.get("tools")):
+        out.append("cache_control")
+    return tuple(sorted(out))
+
+
+def _has_cache_control(value: object) -> bool:
+    if isinstance(value, list):
+        return any(_has_cache_control(item) for item in value)
+    if isinstance(value, dict):
+        return "cache_control" in value or _has_cache_control(value.get("content"))
+    return False
+
+
+_ANTHROPIC_MAPPED_TO_OPENAI = frozenset({"model", "messages", "system", "max_tokens", "stop_sequences", "temperature",
+                                         "top_p", "tools", "tool_choice", "stream"})
+_ANTHROPIC_PARTIAL = {"metadata": frozenset({"user_id"}), "output_config": frozenset({"format"})}
+# temperature and top_p are left out too: Anthropic's API versions and newer models refuse one or both.
+_OPENAI_MAPPED_TO_ANTHROPIC = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "stop", "user",
+                                         "safety_identifier", "tools", "tool_choice", "parallel_tool_calls",
+                                         "response_format", "stream", "stream_options", "n"})
+
 
 class _OpenAIToOpenAI:
     same_format = True
@@ -59,6 +95,9 @@ class _OpenAIToOpenAI:
 
     def stream(self) -> StreamTranslator:
         return passthrough.PASSTHROUGH
+
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return ()
 
 
 class _AnthropicToAnthropic:
@@ -70,6 +109,9 @@ class _AnthropicToAnthropic:
     def stream(self) -> StreamTranslator:
         return passthrough.PASSTHROUGH
 
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return ()
+
 
 class _OpenAIViaAnthropic:
     same_format = False
@@ -80,6 +122,9 @@ class _OpenAIViaAnthropic:
     def stream(self) -> StreamTranslator:
         return openai_via_anthropic.AnthropicStreamToChatChunks()
 
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return _unmapped(body, _OPENAI_MAPPED_TO_ANTHROPIC, {})
+
 
 class _AnthropicViaOpenAI:
     same_format = False
@@ -89,6 +134,9 @@ class _AnthropicViaOpenAI:
 
     def stream(self) -> StreamTranslator:
         return anthropic_via_openai.ChatChunksToAnthropicStream()
+
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return _unmapped(body, _ANTHROPIC_MAPPED_TO_OPENAI, _ANTHROPIC_PARTIAL)
 
 
 _PAIRS: dict[tuple[WireFormat, WireFormat], Translation] = {

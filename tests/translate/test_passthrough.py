@@ -93,3 +93,22 @@ def test_stream_events_pass_through_untouched(fmt: WireFormat) -> None:
         out = translator.feed(event)
         assert out == [event] and out[0] is event  # not even copied: this is the hot path
     assert translator.finish() == []
+
+
+def test_translated_pairs_list_the_fields_they_leave_out_and_pass_through_lists_none() -> None:
+    from gateway.translate import translation
+    from gateway.wire import WireFormat
+
+    claude_code_like = {
+        "model": "m", "max_tokens": 10, "stream": True, "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"}, "context_management": {"edits": []},
+        "metadata": {"user_id": "u"},
+        "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}]}
+    pair = translation(WireFormat.ANTHROPIC, WireFormat.OPENAI)
+    assert pair.dropped_fields(claude_code_like) == (
+        "cache_control", "context_management", "output_config.effort", "thinking")
+    assert translation(WireFormat.ANTHROPIC, WireFormat.ANTHROPIC).dropped_fields(claude_code_like) == ()
+    openai_body = {"model": "m", "messages": [], "temperature": 0.2, "logprobs": True, "seed": 1, "n": 1}
+    assert translation(WireFormat.OPENAI, WireFormat.ANTHROPIC).dropped_fields(openai_body) == (
+        "logprobs", "seed", "temperature")
