@@ -271,7 +271,7 @@ def _parse_cache(m: _Section) -> CacheOptions | None:
 
 
 _HEDGE_KEYS = ("delay_ms", "max_attempts", "budget_percent", "budget_window_s", "budget_min", "min_delay_ms",
-               "max_delay_ms", "min_samples", "fallback_delay_ms", "window_s")
+               "max_delay_ms", "min_samples", "fallback_delay_ms", "window_s", "rearm", "budget_usd_per_hour")
 
 
 def _parse_hedge(m: _Section) -> HedgeConfig:
@@ -284,6 +284,8 @@ def _parse_hedge(m: _Section) -> HedgeConfig:
                            window_s=h.number("budget_window_s", 10.0, minimum=0.1),
                            min_per_window=h.number("budget_min", 3, minimum=0, kind=int))
     max_attempts = h.number("max_attempts", 2, minimum=1, maximum=MAX_ATTEMPTS_CAP, kind=int)
+    rearm = h.boolean("rearm", True)
+    ceiling = None if h.raw("budget_usd_per_hour") is None else h.number("budget_usd_per_hour", 0.0, minimum=0)
     delay = h.raw("delay_ms")
     if isinstance(delay, str) and delay.strip().lower().startswith("p"):
         try:
@@ -300,12 +302,12 @@ def _parse_hedge(m: _Section) -> HedgeConfig:
             fallback_ms=h.number("fallback_delay_ms", 1_000.0, minimum=0),
             window_s=h.number("window_s", 60.0, minimum=0.1))
         return HedgeConfig(max_attempts=max_attempts, delay_ms=adaptive.fallback_ms, adaptive=adaptive,
-                           budget=budget)
+                           budget=budget, rearm=rearm, budget_usd_per_hour=ceiling)
     for key in ("min_delay_ms", "max_delay_ms", "min_samples", "fallback_delay_ms", "window_s"):
         if key in h.data:
             raise ConfigError(h.at(key), "only applies to an adaptive delay_ms such as p95")
     return HedgeConfig(max_attempts=max_attempts, delay_ms=h.number("delay_ms", 400.0, minimum=0),
-                       budget=budget)
+                       budget=budget, rearm=rearm, budget_usd_per_hour=ceiling)
 
 
 def _parse_telemetry(s: _Section) -> TelemetryConfig:

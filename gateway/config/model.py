@@ -92,6 +92,10 @@ class HedgeConfig:
     delay_ms: float = 400.0  # fixed delay; 0 races every attempt at once
     adaptive: AdaptiveDelayOptions | None = None  # set when delay_ms was given as "pNN"
     budget: BudgetOptions = BudgetOptions()
+    # A hedge the budget refuses is checked again when the request's wait reaches 2, 4, 8... delays (never
+    # queued): the budget goes to the requests still waiting, which are the ones most likely stalled.
+    rearm: bool = True
+    budget_usd_per_hour: float | None = None  # ceiling on the expected cost of this alias's hedges
 
     @property
     def enabled(self) -> bool:

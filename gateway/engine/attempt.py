@@ -41,7 +41,8 @@ class AttemptRun:
     def __init__(self, record: RequestRecord, index: int, target: Target, launch: Launch, *, provider: Provider,
                  upstream: UpstreamRequest, inspect: Callable[[SSEEvent], EventInfo],
                  translator: StreamTranslator, clock: Clock, hooks: Hooks, permit: Permit,
-                 breaker_state: str, input_estimate: int, bulkhead: Bulkhead | None, holds_slot: bool) -> None:
+                 breaker_state: str, input_estimate: int, bulkhead: Bulkhead | None, holds_slot: bool,
+                 expected_cost_usd: float | None = None, on_finish: Callable[[Attempt], None] | None = None) -> None:
         self.record = record
         self.index = index
         self.target = target
@@ -58,6 +59,7 @@ class AttemptRun:
         self._permit = permit
         self._bulkhead = bulkhead
         self._holds_slot = holds_slot
+        self._on_finish = on_finish
         self._connection: Callable[[], None] | None = None  # releases the reserved pool connection
         self._events = provider.stream(upstream)
         self._done = False  # the upstream stream is over (ended, failed or closed)
@@ -76,7 +78,7 @@ class AttemptRun:
         self.queue_wait_s = 0.0
         hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
                                              breaker_state, provider.server_address, provider.server_port,
-                                             upstream.operation, upstream.dropped_fields))
+                                             upstream.operation, upstream.dropped_fields, expected_cost_usd))
 
     @property
     def provider(self) -> str:
@@ -266,6 +268,8 @@ class AttemptRun:
             server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s,
             operation=self._upstream.operation)
         record.attempts.append(attempt)
+        if self._on_finish is not None:
+            self._on_finish(attempt)
         self._hooks.attempt_finished(attempt)
         return attempt
 

@@ -54,6 +54,7 @@ class AttemptStarted:
     server_port: int
     operation: str = "chat"
     dropped_fields: tuple[str, ...] = ()  # client fields the translation for this target left out
+    expected_cost_usd: float | None = None  # a hedge's cost as estimated before it was sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,7 @@ class Engine:
         """Race the alias's targets for `record` (admitted: its route is set). `deadline` is in event-loop time.
         `forward_headers` go upstream to providers of the door's own format only. `hedge=False`: failover
         only (for cheap calls such as token counting, where a backup buys nothing)."""
-        race = _Race(self.runtime, record, body, tg, forward_headers or {})
+        race = _Race(self.runtime, record, body, tg, forward_headers or {}, deadline)
         race.may_hedge = hedge
         try:
             async with asyncio.timeout_at(deadline):
@@ -133,7 +133,7 @@ class Engine:
 
 class _Race:
     def __init__(self, runtime: Runtime, record: RequestRecord, body: Json, tg: asyncio.TaskGroup,
-                 forward_headers: Mapping[str, str]) -> None:
+                 forward_headers: Mapping[str, str], deadline: float) -> None:
         assert record.route is not None, "only an admitted request is raced"
         self.rt = runtime
         self.record = record
@@ -141,13 +141,14 @@ class _Race:
         self.body = body
         self.tg = tg
         self.forward_headers = forward_headers
+        self.deadline = deadline
         self.loop = asyncio.get_running_loop()
         self.pending: dict[asyncio.Task[RunResult], AttemptRun] = {}
         self.next_target = 0
         self.sent = 0
         self.unsupported: GatewayError | None = None
         self.may_hedge = True
-        self.budget_refused = False  # the last hedge launch found a target, but the budget had no room
+        self.hedge_refused: str | None = None  # why the last hedge launch, with a target found, was not sent
         self.fallback_needed = False  # the last settled attempts include a failure
         self.budget = runtime.budgets[self.route.alias]
         # Prompt tokens until the provider reports them: about 4 bytes of JSON per token (from the body's size,
@@ -167,6 +168,7 @@ class _Race:
         timer_launches = 1
         can_hedge = hedge.enabled and self.may_hedge
         hedge_at = self.loop.time() + delay
+        rearm_s = delay  # a refused hedge is checked again when the wait reaches 2, 4, 8... delays
         while self.pending:
             timeout = None
             if can_hedge and timer_launches < hedge.max_attempts and self.next_target < len(self.route.targets):
@@ -175,11 +177,18 @@ class _Race:
             if not done:
                 if self.launch(Launch.HEDGE) is not None:
                     timer_launches += 1
-                    hedge_at = self.loop.time() + delay
-                elif self.budget_refused:
-                    can_hedge = False  # skipped, never queued
+                    hedge_at, rearm_s = self.loop.time() + delay, delay
+                elif self.hedge_refused is not None:
                     self.record.hedges_skipped += 1
-                    self.rt.hooks.hedge_skipped(HedgeSkipped(self.record.request_id, self.record.alias, "budget"))
+                    self.rt.hooks.hedge_skipped(HedgeSkipped(self.record.request_id, self.record.alias,
+                                                             self.hedge_refused))
+                    # Never queued: refused now, looked at again later (the budget refills as requests come),
+                    # when the requests still waiting are the likely stalls. Time only runs out: no re-arm then.
+                    if hedge.rearm and self.hedge_refused != "deadline" and rearm_s > 0:
+                        hedge_at = self.loop.time() + rearm_s
+                        rearm_s *= 2
+                    else:
+                        can_hedge = False
                 continue
             winner = self.settle_done(done)
             if winner is not None:
@@ -248,25 +257,49 @@ class _Race:
                 self.unsupported = exc
                 self.skip(index, target, kind, "unsupported_request")
                 continue
-            if kind is Launch.HEDGE and not self.budget.try_spend():
-                permit.release()
-                if holds_slot and bulkhead is not None:
-                    bulkhead.release()
-                self.budget_refused = True
-                return None
+            expected_cost = 0.0
+            if kind is Launch.HEDGE:
+                expected_cost = target.price.cost_usd(self.input_estimate,
+                                                      round(self.rt.expected_output_tokens(route)))
+                self.hedge_refused = self.hedge_refusal(target, expected_cost)
+                if self.hedge_refused is not None:
+                    permit.release()
+                    if holds_slot and bulkhead is not None:
+                        bulkhead.release()
+                    return None
             self.next_target += 1
             record.attempts_launched += 1
             run = AttemptRun(record, index, target, kind, provider=provider, upstream=upstream,
                              inspect=codec_for(self.upstream_format(provider)).inspect, translator=translator,
                              clock=rt.clock,
                              hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
-                             input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot)
+                             input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot,
+                             expected_cost_usd=expected_cost if kind is Launch.HEDGE else None,
+                             on_finish=self.attempt_ended)
             self.sent += 1
             timeout_s = rt.config.providers[target.provider].timeout_s
             aggregator = codec_for(record.door).aggregator
             task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
             self.pending[task] = run
             return run
+        return None
+
+    def attempt_ended(self, attempt: Attempt) -> None:
+        if attempt.outcome is Outcome.WON and attempt.error is None:
+            self.rt.note_output(self.route.alias, attempt.billed_output_tokens)
+
+    def hedge_refusal(self, target: Target, expected_cost: float) -> str | None:
+        """Why a hedge to `target` must not go now, or None (and its share of the budgets is then spent)."""
+        typical = self.rt.typical_latency_s(target, self.record.stream)
+        if typical is not None and self.deadline - self.loop.time() < typical:
+            return "deadline"  # the backup usually takes longer than the time left: it cannot win
+        ceiling = self.rt.ceilings.get(self.route.alias)
+        if ceiling is not None and not ceiling.allows(expected_cost):
+            return "cost_ceiling"
+        if not self.budget.try_spend():
+            return "budget"
+        if ceiling is not None:
+            ceiling.spend(expected_cost)
         return None
 
     def upstream_format(self, provider: Provider) -> WireFormat:

@@ -12,9 +12,14 @@ from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
 from gateway.policies.bulkhead import Bulkhead
 from gateway.policies.latency import AdaptiveDelayOptions, LatencyTracker
+from gateway.policies.spend import SpendCeiling
 from gateway.providers import Provider, create_provider
 
 log = logging.getLogger("gateway.breaker")
+
+# The typical-latency window: a median, trusted after a few samples, over the last minute.
+_TYPICAL = AdaptiveDelayOptions(quantile=0.5, min_delay_ms=0.0, max_delay_ms=3_600_000.0, min_samples=5,
+                                fallback_ms=0.0)
 
 MAX_COOLDOWN_S = 60.0
 DEFAULT_COOLDOWN_S = 1.0
@@ -47,10 +52,21 @@ class Runtime:
         # goes to all of them; each alias reads its own quantile and clamp.
         self._trackers: dict[tuple[str, str, bool], dict[AdaptiveDelayOptions, LatencyTracker]] = {}
         self._cooldown_until: dict[tuple[str, str], float] = {}
+        # Every target's recent median latency, whatever its aliases' delays: how long a backup usually takes,
+        # so a hedge that cannot answer before the deadline is not sent.
+        self._typical: dict[tuple[str, str, bool], LatencyTracker] = {}
+        self.ceilings = {alias: SpendCeiling(route.hedge.budget_usd_per_hour, clock=clock)
+                         for alias, route in config.models.items() if route.hedge.budget_usd_per_hour is not None}
+        self._output_tokens: dict[str, float] = {}  # per alias: a moving average of the winners' output
         if previous is not None:
             for alias, budget in previous.budgets.items():
                 if alias in self.budgets and budget.options == self.budgets[alias].options:
                     self.budgets[alias] = budget
+            for alias, ceiling in previous.ceilings.items():
+                if alias in self.ceilings and ceiling.usd_per_hour == self.ceilings[alias].usd_per_hour:
+                    self.ceilings[alias] = ceiling
+            self._typical = {k: t for k, t in previous._typical.items() if k[0] in kept}
+            self._output_tokens = {a: n for a, n in previous._output_tokens.items() if a in config.models}
             self._trackers = {k: t for k, t in previous._trackers.items() if k[0] in kept}
             self._cooldown_until = {k: t for k, t in previous._cooldown_until.items() if k[0] in kept}
 
@@ -73,10 +89,31 @@ class Runtime:
 
     def record_latency(self, target: Target, stream: bool, latency_s: float) -> None:
         """One latency sample of `target`, for every alias that hedges on it with an adaptive delay."""
-        windows = self._trackers.get((target.provider, target.model, stream))
+        key = (target.provider, target.model, stream)
+        windows = self._trackers.get(key)
         if windows:
             for tracker in windows.values():
                 tracker.record(latency_s)
+        typical = self._typical.get(key)
+        if typical is None:
+            typical = self._typical[key] = LatencyTracker(_TYPICAL, clock=self.clock)
+        typical.record(latency_s)
+
+    def typical_latency_s(self, target: Target, stream: bool) -> float | None:
+        """The target's recent median latency (TTFT for streams), None until it has a few samples."""
+        typical = self._typical.get((target.provider, target.model, stream))
+        if typical is None or typical.sample_count() < _TYPICAL.min_samples:
+            return None
+        return typical.delay_s()
+
+    def note_output(self, alias: str, tokens: int) -> None:
+        """A winner's output size, for the expected cost of the alias's next hedges."""
+        previous = self._output_tokens.get(alias)
+        self._output_tokens[alias] = float(tokens) if previous is None else 0.9 * previous + 0.1 * tokens
+
+    def expected_output_tokens(self, route: ModelRoute) -> float:
+        """What a hedge for `route` will likely produce: its winners' average, else a modest default."""
+        return self._output_tokens.get(route.alias, min(256.0, float(route.default_max_tokens)))
 
     def cool_down(self, target: Target, retry_after_s: float | None) -> None:
         wait = DEFAULT_COOLDOWN_S if retry_after_s is None else min(retry_after_s, MAX_COOLDOWN_S)

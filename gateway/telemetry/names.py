@@ -47,6 +47,7 @@ ATTEMPT_INDEX: Final = "gateway.attempt.index"
 ATTEMPT_LAUNCH: Final = "gateway.attempt.launch"
 ATTEMPT_OUTCOME: Final = "gateway.attempt.outcome"
 SKIP_REASON: Final = "gateway.attempt.skip_reason"
+HEDGE_EXPECTED_COST_USD: Final = "gateway.hedge.expected_cost_usd"  # a hedge's cost estimated before sending it
 DROPPED_FIELDS: Final = "gateway.dropped_fields"  # client fields a translated provider could not take
 USAGE_ESTIMATED: Final = "gateway.usage.estimated"
 BREAKER_STATE: Final = "gateway.breaker.state"

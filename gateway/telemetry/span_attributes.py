@@ -72,8 +72,11 @@ def attempt_start(attempt: AttemptStarted | Attempt, provider_kind: str) -> Attr
     if attempt.server_address:
         attrs[n.SERVER_ADDRESS] = attempt.server_address
         attrs[n.SERVER_PORT] = attempt.server_port
-    if isinstance(attempt, AttemptStarted) and attempt.dropped_fields:  # a skipped attempt sent nothing
-        attrs[n.DROPPED_FIELDS] = attempt.dropped_fields
+    if isinstance(attempt, AttemptStarted):  # known when it is sent (a skipped attempt sent nothing)
+        if attempt.dropped_fields:
+            attrs[n.DROPPED_FIELDS] = attempt.dropped_fields
+        if attempt.expected_cost_usd is not None:
+            attrs[n.HEDGE_EXPECTED_COST_USD] = attempt.expected_cost_usd
     return attrs
 
 

@@ -195,13 +195,31 @@ async def test_delay_zero_races_all_at_once() -> None:
 
 async def test_budget_skips_hedges_instead_of_queueing() -> None:
     a, b = FakeProvider("a", Plan(ttft_s=1.0)), FakeProvider("b", Plan(ttft_s=0.1))
-    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, max_attempts=2,
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, max_attempts=2, rearm=False,
                                          budget=BudgetOptions(percent=0, min_per_window=1)))
     first, _ = await run(rt)
     second, result = await run(rt)
     assert first.hedged and not second.hedged
     assert second.hedges_skipped == 1 and text_of(result).startswith("a-0")
     assert len(b.calls) == 1
+
+
+async def test_a_refused_hedge_is_rearmed_after_doubling_intervals_and_goes_when_the_budget_has_room() -> None:
+    a, b = FakeProvider("a", Plan(ttft_s=5.0)), FakeProvider("b", Plan(ttft_s=0.1))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, max_attempts=2,
+                                         budget=BudgetOptions(percent=0, min_per_window=1, window_s=1.0)))
+
+    async def later() -> Any:
+        await asyncio.sleep(0.5)
+        return await run(rt)
+
+    (first, _), (second, result) = await asyncio.gather(run(rt), later())
+    assert first.hedged and b.calls[0].started == pytest.approx(0.1)
+    # Checked when its wait reaches 1, 2, 4 and 8 delays: refused at 0.6, 0.7 and 0.9 (the first hedge is still
+    # in the 1 s window), sent at 1.3, when it has left the window.
+    assert second.hedges_skipped == 3 and second.hedged
+    assert b.calls[1].started == pytest.approx(1.3)
+    assert text_of(result).startswith("b-0")
 
 
 async def test_open_breaker_skips_the_target_at_once_and_probes_after_reset() -> None:

@@ -125,3 +125,28 @@ async def test_endless_events_without_content_are_a_provider_fault_not_a_memory_
     assert first.error.error_type == "bad_response" and "without content" in first.error.message
     assert summary.winner is not None and summary.winner.provider == "b"  # fell back at once
     assert rt.breakers["a"].consecutive_failures == 1
+
+
+async def test_a_hedge_whose_expected_cost_passes_the_dollar_ceiling_is_skipped() -> None:
+    # Price 1 $/Mtok in, 2 $/Mtok out. The first hedge expects the default output (256 tokens): ~0.00053 $; the
+    # winners then produce 300 tokens, so the next hedge expects ~0.00061 $: past a 0.001 $/hour ceiling.
+    a = FakeProvider("a", Plan(ttft_s=1.0))
+    b = FakeProvider("b", Plan(ttft_s=0.1, tokens=300))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=100, max_attempts=2, budget=BudgetOptions(percent=100),
+                                         budget_usd_per_hour=0.001, rearm=False))
+    hedged = [(await run(rt))[0].hedged for _ in range(3)]
+    assert hedged == [True, False, False]
+    assert len(b.calls) == 1
+    assert rt.ceilings["chat"].spent_usd() <= 0.001
+
+
+async def test_no_hedge_when_the_backup_usually_takes_longer_than_the_time_left() -> None:
+    a = FakeProvider("a", Plan(ttft_s=3.0))
+    b = FakeProvider("b", Plan(ttft_s=2.0))
+    rt = runtime(a, b, hedge=HedgeConfig(delay_ms=500, max_attempts=2, budget=BudgetOptions(percent=100)))
+    route = rt.config.models["chat"]
+    for _ in range(5):
+        rt.record_latency(route.targets[1], False, 2.0)  # b usually answers in 2 s
+    with pytest.raises(Exception, match="deadline"):
+        await run(rt, deadline_s=2.2)  # at the 500 ms delay only 1.7 s are left: b cannot make it
+    assert b.calls == []
