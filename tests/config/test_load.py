@@ -84,6 +84,10 @@ def test_env_default_and_missing_variable_names_the_field() -> None:
     (lambda d: d.update(server={"port": True}), "server.port: must be a number"),
     (lambda d: d.update(server={"max_body_mb": 0}), "server.max_body_mb: must be >="),
     (lambda d: d.update(extra=1), "extra: unknown key"),
+    (lambda d: d["models"]["chat"].update(hedge={"budget_usd_per_hour": -1}),
+     "models.chat.hedge.budget_usd_per_hour: must be >= 0"),
+    (lambda d: d["models"]["chat"].update(hedge={"rearm": "yes"}), "models.chat.hedge.rearm: must be"),
+    (lambda d: d["providers"]["a"].update(pool_timeout_s=0), "providers.a.pool_timeout_s: must be >="),
     (lambda d: d.update(providers={}), "providers: at least one provider is required"),
 ])
 def test_errors_name_the_field(mutate: object, expected: str) -> None:
