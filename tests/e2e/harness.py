@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -13,8 +14,10 @@ import openai
 from aiohttp import web
 
 from gateway.config import GatewayConfig, parse_config
-from gateway.engine import Hooks, RequestSummary
+from gateway.engine import CompositeHooks, Hooks, RequestSummary
+from gateway.logs import RequestLog
 from gateway.server import Gateway, build_app
+from gateway.telemetry import Telemetry
 
 GATEWAY_KEY = "gw-test-key-1234"
 
@@ -22,9 +25,20 @@ GATEWAY_KEY = "gw-test-key-1234"
 class Collect(Hooks):
     def __init__(self) -> None:
         self.records: list[RequestSummary] = []
+        self._changed = asyncio.Event()
 
     def request_finished(self, record: RequestSummary) -> None:
         self.records.append(record)
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[RequestSummary]:  # noqa: ASYNC109
+        """Until `count` requests have finished (a record is reported after the answer's last byte, so a client
+        holding its answer may be a moment ahead of it); the records so far."""
+        async with asyncio.timeout(timeout):
+            while len(self.records) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.records
 
 
 class SdkClients:
@@ -47,6 +61,7 @@ class Running(SdkClients):
     # (method, path with query, status) of every response the gateway started, 404s included: what a client
     # really called (e.g. the paths a CLI probes at startup), which the request hooks only see for chat calls.
     seen: list[tuple[str, str, int]] = field(default_factory=list)
+    telemetry: Telemetry | None = None  # when `running` was given one: GET /metrics serves it
 
 
 class Upstream(Protocol):
@@ -75,9 +90,20 @@ def config_for(sims: Mapping[str, tuple[str, Upstream]], models: dict[str, Any],
 
 
 @asynccontextmanager
-async def running(config: GatewayConfig) -> AsyncIterator[Running]:
+async def running(config: GatewayConfig, *, telemetry: Telemetry | None = None,
+                  request_log: bool = False) -> AsyncIterator[Running]:
+    """`telemetry`: the gateway gets it (and /metrics), as `gateway serve` does, and owns it (shut down at the
+    end). `request_log`: `gateway.logs.RequestLog` is among the hooks, as in `gateway serve` (one
+    `"msg": "request"` line per request on logger `gateway.request`)."""
     collect = Collect()
-    gateway = Gateway(config, hooks=collect)
+    hooks: list[Hooks] = [collect]
+    if request_log:
+        hooks.insert(0, RequestLog())
+    if telemetry is not None:
+        telemetry.hooks = CompositeHooks(telemetry.hooks, *hooks)
+        gateway = Gateway(config, telemetry=telemetry)
+    else:
+        gateway = Gateway(config, hooks=collect if len(hooks) == 1 else CompositeHooks(*hooks))
     seen: list[tuple[str, str, int]] = []
 
     async def record(request: web.Request, response: web.StreamResponse) -> None:
@@ -91,6 +117,6 @@ async def running(config: GatewayConfig) -> AsyncIterator[Running]:
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen)
+        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen, telemetry)
     finally:
         await runner.cleanup()
