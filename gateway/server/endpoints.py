@@ -19,7 +19,7 @@ from gateway.wire import Json
 def _model(alias: str) -> Json:
     # One object both SDKs parse: OpenAI's fields and Anthropic's side by side.
     return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway", "type": "model",
-            "display_name": alias, "created_at": "1970-01-01T00:00:00Z"}
+            "display_name": alias, "created_at": "1970-01-01T00:00:00Z", "lifecycle": "active"}
 
 
 def door_of(request: web.Request) -> Codec:

@@ -191,11 +191,6 @@ async def test_models_retrieve_with_both_sdks(env: Env) -> None:
     assert env.oa.stats.received == env.an.stats.received == 0  # answered from the config
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway/server/endpoints.py:19-21 `_model` (used by GET /v1/models and /v1/models/{id}) has no "
-    "`lifecycle`, a required field of the anthropic SDK's ModelInfo since 2.x (Literal active/deprecated/"
-    "retired): the SDK leaves it None, so an app that keeps the active models drops every alias (the "
-    "simulator's own answer has it: gateway/simulator/anthropic_wire.py `_model`)"))
 async def test_models_retrieve_answer_is_a_complete_anthropic_model_info(env: Env) -> None:
     async with env.r.anthropic() as aclient:
         raw = await aclient.models.with_raw_response.retrieve("claude")
