@@ -3,6 +3,7 @@
     record = await eventually(lambda: collect.records, timeout_s=5, what="the request record")
     await eventually(lambda: link.up, timeout_s=10, what="the link to connect")
     await eventually(healthy, timeout_s=30, what="the gateway to start", ignoring=(aiohttp.ClientError,))
+    await eventually(lambda: not (left := tasks()) or NotYet(left), timeout_s=5, what="no task left")
 
 `check` is called until it returns a truthy value, which `eventually` returns. It may be a plain function or
 a coroutine function (its awaitable is awaited). An exception it raises ends the wait at once and propagates
@@ -11,6 +12,7 @@ type is in `ignoring`: then it counts as "not yet" and is reported as the last v
 
 The wait is bounded as a whole, the check's own awaiting included: after `timeout_s` it fails the test with an
 AssertionError naming `what` and the last value the check returned. It never falls through silently.
+A check whose plain "no" would say little returns `NotYet(what it saw)`: falsy, and shown in that message.
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ import asyncio
 import inspect
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NotYet:
+    """A falsy check result that carries what the check saw instead, for the timeout message."""
+
+    seen: object
+
+    def __bool__(self) -> bool:
+        return False
 
 
 class _NothingYet:

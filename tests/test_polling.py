@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.polling import eventually
+from tests.polling import NotYet, eventually
 
 pytestmark = pytest.mark.looptime
 
@@ -122,3 +122,11 @@ async def test_one_last_check_runs_at_the_deadline() -> None:
     # Checks at 0, 0.3, 0.6, 0.9 see nothing; without a check at 1.0 the wait would fail.
     assert await eventually(lambda: loop.time() >= ready_at, timeout_s=1.0, what="the deadline", interval_s=0.3)
     assert loop.time() == pytest.approx(ready_at)
+
+
+async def test_not_yet_is_falsy_and_shows_what_the_check_saw() -> None:
+    left = ["_Race.drive"]
+    with pytest.raises(AssertionError, match=r"last value seen: NotYet\(seen=\['_Race.drive'\]\)$"):
+        await eventually(lambda: not left or NotYet(list(left)), timeout_s=0.1, what="no task left")
+    left.clear()
+    assert await eventually(lambda: not left or NotYet(list(left)), timeout_s=0.1, what="no task left") is True
