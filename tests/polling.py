@@ -4,6 +4,7 @@
     await eventually(lambda: link.up, timeout_s=10, what="the link to connect")
     await eventually(healthy, timeout_s=30, what="the gateway to start", ignoring=(aiohttp.ClientError,))
     await eventually(lambda: not (left := tasks()) or NotYet(left), timeout_s=5, what="no task left")
+    await eventually_equal(lambda: breaker.consecutive_failures, 1, timeout_s=5, what="the breaker failure")
 
 `check` is called until it returns a truthy value, which `eventually` returns. It may be a plain function or
 a coroutine function (its awaitable is awaited). An exception it raises ends the wait at once and propagates
@@ -76,6 +77,21 @@ async def eventually(check: Callable[[], T | Awaitable[T]], *, timeout_s: float,
         await asyncio.sleep(min(interval_s, remaining))
     checks = f"{calls} check" + ("s" if calls != 1 else "")
     raise AssertionError(f"timed out after {timeout_s:g} s ({checks}) waiting for {what}; last value seen: {last!r}")
+
+
+async def eventually_equal(get: Callable[[], object | Awaitable[object]], expected: object, *, timeout_s: float,
+                           what: str, interval_s: float = 0.01,
+                           ignoring: tuple[type[BaseException], ...] = ()) -> None:
+    """Wait until `get()` (plain or coroutine function) equals `expected`; on timeout the message shows the
+    last value it had instead."""
+    async def check() -> bool | NotYet:
+        value = get()
+        if inspect.isawaitable(value):
+            value = await value
+        return True if value == expected else NotYet(value)
+
+    await eventually(check, timeout_s=timeout_s, what=f"{what} (== {expected!r})", interval_s=interval_s,
+                     ignoring=ignoring)
 
 
 class _Expired(Exception):

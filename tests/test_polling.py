@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.polling import NotYet, eventually
+from tests.polling import NotYet, eventually, eventually_equal
 
 pytestmark = pytest.mark.looptime
 
@@ -130,3 +130,16 @@ async def test_not_yet_is_falsy_and_shows_what_the_check_saw() -> None:
         await eventually(lambda: not left or NotYet(list(left)), timeout_s=0.1, what="no task left")
     left.clear()
     assert await eventually(lambda: not left or NotYet(list(left)), timeout_s=0.1, what="no task left") is True
+
+
+async def test_eventually_equal_waits_for_the_value_and_reports_the_last_one() -> None:
+    counter = iter(range(100))
+    await eventually_equal(lambda: next(counter), 3, timeout_s=1, what="the counter")
+    assert next(counter) == 4  # stopped at the first equal value
+
+    async def status() -> int:
+        await asyncio.sleep(0.01)
+        return 503
+
+    with pytest.raises(AssertionError, match=r"waiting for the status \(== 200\); last value seen: NotYet\(seen=503\)"):
+        await eventually_equal(status, 200, timeout_s=0.2, what="the status")
