@@ -266,7 +266,9 @@ async def test_stream_cut_after_the_first_token_ends_the_client_stream_with_an_e
                     seen_token.set()
     assert "".join(received) == "Hello"  # the first token was the commit point: the stream is the rogue's
     assert_clear(info.value.message, "rogue", "stream broken")
-    assert env.backup.stats.received == 0  # no silent switch after the commit
+    # No silent switch after the commit: once the request is over (its record written), the backup was never asked.
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
+    assert env.backup.stats.received == 0
     await eventually_equal(lambda: env.failures("rogue"), 1, timeout_s=5, what="the breaker failure")
     await assert_recovers(env)
 
@@ -285,6 +287,7 @@ async def test_stream_cut_after_the_first_token_anthropic_door_and_wire(env: Env
     body: Any = info.value.body
     assert body["type"] == "error" and body["error"]["type"] == "api_error"
     assert_clear(body["error"]["message"], "rogue-an", "stream broken")
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
     assert env.backup.stats.received == 0
     await eventually_equal(lambda: env.failures("rogue-an"), 1, timeout_s=5, what="the breaker failure")
     await assert_recovers(env, "rogue-an")
@@ -376,6 +379,7 @@ async def test_malformed_json_after_the_first_token_ends_the_stream_with_an_erro
             async for _ in chunks:
                 pass
     assert_clear(info.value.message, "rogue", "malformed JSON")
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
     assert env.backup.stats.received == 0
     await eventually_equal(lambda: env.oa.peer_closed, 1,
                            timeout_s=5, what="the broken stream's connection to be closed")
