@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.logs import RequestLog
 from gateway.server import Gateway, build_app
 from gateway.telemetry import Telemetry
+from tests.polling import NotYet, eventually
 
 GATEWAY_KEY = "gw-test-key-1234"
 
@@ -25,19 +25,15 @@ GATEWAY_KEY = "gw-test-key-1234"
 class Collect(Hooks):
     def __init__(self) -> None:
         self.records: list[RequestSummary] = []
-        self._changed = asyncio.Event()
 
     def request_finished(self, record: RequestSummary) -> None:
         self.records.append(record)
-        self._changed.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[RequestSummary]:  # noqa: ASYNC109
         """Until `count` requests have finished (a record is reported after the answer's last byte, so a client
         holding its answer may be a moment ahead of it); the records so far."""
-        async with asyncio.timeout(timeout):
-            while len(self.records) < count:
-                self._changed.clear()
-                await self._changed.wait()
+        await eventually(lambda: len(self.records) >= count or NotYet(len(self.records)), timeout_s=timeout,
+                         what=f"{count} finished requests")
         return self.records
 
 
