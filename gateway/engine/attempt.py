@@ -92,12 +92,11 @@ class AttemptRun:
         try:
             # Local waits come before the attempt's timeout, within the request deadline: a full pool or bulkhead
             # is this gateway's overload, never the provider's slowness. The wait shows on the attempt's span.
-            waited_from = self._clock()
             if self._bulkhead is not None and not self._holds_slot:
-                await self._bulkhead.acquire()
+                self.queue_wait_s = await self._bulkhead.acquire()
                 self._holds_slot = True
-            self._connection = await self._provider.reserve()
-            self.queue_wait_s = self._clock() - waited_from
+            self._connection, pool_wait_s = await self._provider.reserve()
+            self.queue_wait_s += pool_wait_s
             async with asyncio.timeout(timeout_s):
                 if self._upstream.operation != "chat":
                     return await self._unary()

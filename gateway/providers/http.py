@@ -78,14 +78,16 @@ class HttpProvider:
             await self._session.close()
             self._session = None
 
-    async def reserve(self) -> Callable[[], None]:
+    async def reserve(self) -> tuple[Callable[[], None], float]:
         """One of the pool's `max_connections`, waited for FIFO at most `pool_timeout_s`. Attempts reserve before
         they connect, so aiohttp never queues inside an attempt's timeout (where a wait would look like a slow
         provider and count against its breaker)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return self._release
-        waiter = asyncio.get_running_loop().create_future()
+            return self._release, 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        waiter = loop.create_future()
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self.config.pool_timeout_s):
@@ -100,7 +102,7 @@ class HttpProvider:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-        return self._release
+        return self._release, loop.time() - started
 
     def _release(self) -> None:
         while self._waiters:
