@@ -3,11 +3,13 @@ hub (the default) and without it (`state.share_workers: false`), in one run on o
 
     .venv/bin/python docs/measure_workers.py [--seconds 10] [--out /tmp/measure-workers]
 
-The gateway (supervisor, hub and both workers) is pinned to core 0, wrk and the zero-latency simulated
-provider to core 1 (`taskset`, as `python -m loadtest perf` does). CPU is read from /proc for the whole
-process tree under test, hub included. Two configurations: no limits (a request never talks to the hub),
-and a per-key limit on requests and tokens (each request: one limit check round trip, one settlement).
-Needs wrk (Debian package wrk). Results (a JSON line per case, and a Markdown table) go to stdout.
+The gateway (supervisor, hub and both workers) is pinned to core 0, the load (this script, open loop at a
+fixed rate: CPU per request depends on the rate, so both sides get the same one) and the zero-latency
+simulated provider to core 1 (`taskset`, as `python -m loadtest perf` does). CPU is read from /proc for the
+whole process tree under test, hub included. Two configurations: no limits (a request never talks to the
+hub), and a per-key limit on requests and tokens (each request: one limit check round trip, one
+settlement). First, in this process, the CPU of one limit check, local and through a hub (both sides of
+the round trip). Results (a JSON line per case, and a Markdown table) go to stdout.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,20 @@ import aiohttp
 import orjson
 import yaml
 
+from gateway.config.model import StateConfig
+from gateway.policies.ratelimit import RateLimitOptions
+from gateway.state import SharedState
+from gateway.state.hub import Hub
 from loadtest.perf import BODY, cpu_seconds
-from loadtest.procs import LOAD_CPU, UNDER_TEST_CPU, cancel_on_sigterm, free_port, pinned, start_sim_host
-from loadtest.wrk import lua_script, run_wrk
+from loadtest.procs import (
+    LOAD_CPU,
+    UNDER_TEST_CPU,
+    cancel_on_sigterm,
+    free_port,
+    pin_this_process,
+    pinned,
+    start_sim_host,
+)
 
 KEY = "loadtest"
 
@@ -55,7 +70,31 @@ def config(sim_url: str, port: int, *, limits: bool, share: bool) -> dict[str, A
             "telemetry": {"traces_file": ""}}
 
 
-async def measure(sim_url: str, out: Path, script: Path, *, limits: bool, share: bool,
+async def open_loop(url: str, rate: float, seconds: float) -> tuple[int, int]:
+    """`rate` requests per second for `seconds`, each sent on time whatever the others do; (ok, failed)."""
+    body = orjson.dumps(BODY)
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    loop = asyncio.get_running_loop()
+
+    async def one(http: aiohttp.ClientSession) -> bool:
+        try:
+            async with http.post(url + "/v1/chat/completions", data=body, headers=headers) as resp:
+                await resp.read()
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+        start = loop.time() + 0.05
+        tasks = []
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            tasks.append(asyncio.create_task(one(http)))
+        results = await asyncio.gather(*tasks)
+    return sum(results), len(results) - sum(results)
+
+
+async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: float,
                   seconds: float) -> dict[str, Any]:
     port = free_port()
     path = out / f"gateway-limits{int(limits)}-share{int(share)}.yaml"
@@ -67,54 +106,76 @@ async def measure(sim_url: str, out: Path, script: Path, *, limits: bool, share:
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):  # both workers up (imports are slow on a loaded machine)
+            for _ in range(300):  # up (imports are slow on a loaded machine)
                 await asyncio.sleep(0.1)
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(url + "/healthz") as resp:
                         if resp.status == 200:
                             break
-        await asyncio.sleep(2)  # the second worker too
-        await run_wrk(url, script, connections=32, duration_s=2, cpu=LOAD_CPU)  # warm-up
+        await open_loop(url, rate, 2)  # warm-up, and both workers up
         before = tree_cpu_seconds(proc.pid)
-        result = await run_wrk(url, script, connections=32, duration_s=seconds, cpu=LOAD_CPU)
+        ok, failed = await open_loop(url, rate, seconds)
         used = tree_cpu_seconds(proc.pid) - before
-        if result is None or result["non_2xx"] or result["socket_errors"]:
-            raise RuntimeError(f"wrk failed: {result}")
-        rate = float(result["requests_per_s"])
-        return {"limits": limits, "hub": share, "requests_per_s": round(rate, 1),
-                "cpu_us_per_request": round(used / (rate * round(seconds)) * 1e6, 1)}
+        if failed:
+            raise RuntimeError(f"{failed} requests failed (see {out})")
+        return {"limits": limits, "hub": share, "requests": ok, "cpu_us_per_request": round(used / ok * 1e6, 1)}
     finally:
         proc.terminate()
         await proc.wait()
 
 
+async def micro(checks: int = 20_000) -> dict[str, float]:
+    """One limit check, local against through a hub in this process: CPU of both sides of the round trip."""
+    directory = tempfile.mkdtemp(prefix="hub-")
+    path = str(Path(directory) / "hub.sock")
+    server = await asyncio.get_running_loop().create_unix_server(Hub().protocol, path)
+    state = SharedState(StateConfig(timeout_ms=1000), hub=path)
+    local = SharedState(StateConfig(), hub="")
+    options = RateLimitOptions(requests_per_minute=100_000_000)
+    try:
+        await state.ready(5)
+        figures = {}
+        for name, limiter in (("local", local.limiter), ("hub", state.limiter)):
+            started = time.process_time()
+            for _ in range(checks):
+                await limiter.check("k", options, 0)
+            figures[f"check_{name}_us"] = round((time.process_time() - started) / checks * 1e6, 1)
+        return figures
+    finally:
+        await state.aclose()
+        server.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=300.0, help="requests per second, open loop")
     parser.add_argument("--out", type=Path, default=Path("/tmp/measure-workers"))
     args = parser.parse_args()
     cancel_on_sigterm()
     args.out.mkdir(parents=True, exist_ok=True)
-    script = args.out / "post.lua"
-    script.write_text(lua_script("/v1/chat/completions", [orjson.dumps(BODY)]))
+    with pin_this_process(UNDER_TEST_CPU):
+        print(orjson.dumps(await micro()).decode(), flush=True)
     sims, urls = await start_sim_host({"zero": {"profile": {"output_tokens": 16}, "seed": 1}}, cpu=LOAD_CPU,
                                       log_path=args.out / "simulators.log")
     rows = []
     try:
-        for limits in (False, True):
-            for share in (False, True):
-                row = await measure(urls["zero"], args.out, script, limits=limits, share=share,
-                                    seconds=args.seconds)
-                print(orjson.dumps(row).decode(), flush=True)
-                rows.append(row)
+        with pin_this_process(LOAD_CPU):
+            for limits in (False, True):
+                for share in (False, True):
+                    row = await measure(urls["zero"], args.out, limits=limits, share=share, rate=args.rate,
+                                        seconds=args.seconds)
+                    print(orjson.dumps(row).decode(), flush=True)
+                    rows.append(row)
     finally:
         await sims.stop()
-    print("\n| per-key limit | workers' hub | req/s | CPU µs/request (whole tree) |\n|---|---|---:|---:|")
+    print("\n| per-key limit | workers' hub | requests | CPU µs/request (whole tree) |\n|---|---|---:|---:|")
     for row in rows:
         print(f"| {'yes' if row['limits'] else 'no'} | {'yes' if row['hub'] else 'no (share_workers: false)'} "
-              f"| {row['requests_per_s']:.0f} | {row['cpu_us_per_request']:.0f} |")
-    print(f"\n(pid {os.getpid()}, {args.seconds:g} s per case, 32 connections, wrk on core {LOAD_CPU}, "
-          f"gateway on core {UNDER_TEST_CPU})")
+              f"| {row['requests']} | {row['cpu_us_per_request']:.0f} |")
+    print(f"\n({args.rate:g} requests/s open loop for {args.seconds:g} s per case; load and simulator on core "
+          f"{LOAD_CPU}, gateway on core {UNDER_TEST_CPU})")
 
 
 if __name__ == "__main__":

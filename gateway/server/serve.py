@@ -78,15 +78,15 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
 def supervise(workers: int, argv: Sequence[str], state: StateConfig | None = None) -> int:
     """Run `workers` copies of `gateway serve` on one port (SO_REUSEPORT) and relay signals to them.
 
-    With `state.backend: memory` and `state.share_workers` (the defaults), it also runs the workers' hub
-    (`gateway.state.hub`) so that the workers behave as one gateway: exact rate limits, one cache with
-    coalescing across workers, breaker openings seen by all at once, one /metrics. A hub that dies is
-    started again; meanwhile the workers serve on their own state. With `backend: redis` the workers
-    share through Redis instead, like replicas.
+    With `state.share_workers` (the default), it also runs the workers' hub (`gateway.state.hub`) so that
+    the workers behave as one gateway: with `backend: memory`, exact rate limits, one cache with coalescing
+    across workers, breaker openings seen by all at once; with either backend, one /metrics for all. With
+    `backend: redis` the state itself is shared through Redis, as between replicas. A hub that dies is
+    started again; meanwhile the workers serve on their own state.
     """
     hub: HubProcess | None = None
     env = dict(os.environ)
-    if state is not None and state.backend == "memory" and state.share_workers and workers > 1:
+    if state is not None and state.share_workers and workers > 1:
         hub = HubProcess(log_args=_log_args(argv))
         if hub.start():
             env[HUB_ENV] = hub.socket
@@ -95,7 +95,7 @@ def supervise(workers: int, argv: Sequence[str], state: StateConfig | None = Non
             hub.stop()
             hub = None
     cmd = [sys.executable, "-m", "gateway", *argv, "--workers", "1", "--reuse-port"]
-    children = [subprocess.Popen(cmd, env={**env, WORKER_ENV: str(number)}, preexec_fn=die_with_parent)
+    children = [subprocess.Popen(cmd, env=_worker_env(env, number), preexec_fn=die_with_parent)
                 for number in range(1, workers + 1)]
     stopping = False
 
@@ -119,6 +119,13 @@ def supervise(workers: int, argv: Sequence[str], state: StateConfig | None = Non
         if hub is not None:
             hub.stop()
     return max((child.returncode or 0 for child in children), default=0)
+
+
+def _worker_env(env: dict[str, str], number: int) -> dict[str, str]:
+    # The worker's number for its state and logs; and in its OpenTelemetry resource, so that the workers'
+    # OTLP metrics (cumulative, each worker its own) stay distinct series instead of overwriting each other.
+    attributes = ",".join(a for a in (env.get("OTEL_RESOURCE_ATTRIBUTES", ""), f"gateway.worker={number}") if a)
+    return {**env, WORKER_ENV: str(number), "OTEL_RESOURCE_ATTRIBUTES": attributes}
 
 
 def _log_args(argv: Sequence[str]) -> tuple[str, str]:

@@ -44,15 +44,17 @@ class SharedState:
         self._redis = None
         self._hub: HubState | None = None
         hub = os.environ.get(HUB_ENV) if hub is None else hub
-        if config.backend == "memory" and hub and config.share_workers:
+        if hub and config.share_workers:
             from gateway.state.hubstate import HubState
 
             self._hub = HubState(hub, timeout_s=config.timeout_ms / 1000,
                                  worker=os.environ.get(WORKER_ENV) or str(os.getpid()), local=self.local_limiter)
-            self.limiter = self._hub.limiter
-            self.breaker_hooks = self._hub.breakers
             self._hub.link.start()
-            return
+            if config.backend == "memory":
+                self.limiter = self._hub.limiter
+                self.breaker_hooks = self._hub.breakers
+                return
+            # With redis, Redis shares the state (as between replicas); the hub still merges /metrics.
         if config.backend != "redis":
             return
         # Imported here: a memory-only gateway never loads redis-py.
@@ -70,7 +72,7 @@ class SharedState:
 
     def answers(self, caches: Mapping[str, ResponseCache]) -> SharedAnswers:
         """The response cache over these local caches (one per alias of the current config)."""
-        if self._hub is not None:
+        if self._hub is not None and self._redis is None:
             return self._hub.answers(caches)
         if self._redis is None:
             return LocalAnswers(caches)
@@ -82,7 +84,7 @@ class SharedState:
         """The breakers of the current config, whose openings are shared."""
         if self._redis is not None:
             self._redis[1].attach(breakers)
-        if self._hub is not None:
+        if self._hub is not None and self._redis is None:
             self._hub.breakers.attach(breakers)
 
     async def ready(self, timeout_s: float) -> None:
@@ -105,12 +107,13 @@ class SharedState:
 
     def health(self) -> dict[str, str]:
         """For /healthz: the backend, and with redis or the hub whether it is reachable (local if not)."""
+        health: dict[str, str] = {"backend": self.config.backend}
+        if self._redis is not None:
+            health["redis"] = "connected" if self._redis[0].up else "unavailable"
         if self._hub is not None:
-            return {"backend": "memory", "workers": "shared", "worker": self._hub.worker,
-                    "hub": "connected" if self._hub.link.up else "unavailable"}
-        if self._redis is None:
-            return {"backend": "memory"}
-        return {"backend": "redis", "redis": "connected" if self._redis[0].up else "unavailable"}
+            health.update({"workers": "shared" if self._redis is None else "metrics merged",
+                           "worker": self._hub.worker, "hub": "connected" if self._hub.link.up else "unavailable"})
+        return health
 
     async def aclose(self) -> None:
         """Stop the background tasks and close the connection; idempotent."""

@@ -27,6 +27,7 @@ import yaml
 
 from gateway.simulator import SimulatedProvider, parse_profile
 from tests.e2e.test_operations import free_port
+from tests.redis_server import running_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITED_KEY = "gw-limited-key-1234"
@@ -63,7 +64,8 @@ class Gateway:
         for _ in range(tries):
             async with http.get(f"{self.url}/healthz") as resp:
                 state = (await resp.json())["state"]
-                states.add(f"{state['worker']}:{state['hub']}")
+                up = state["hub"] if state["backend"] == "memory" else f"{state['hub']}+redis {state['redis']}"
+                states.add(f"{state['worker']}:{up}")
         return states
 
     async def children(self, pattern: str) -> list[int]:
@@ -72,7 +74,8 @@ class Gateway:
         return [int(pid) for pid in (await pgrep.communicate())[0].split()]
 
 
-def write_config(path: Path, port: int, steady: SimulatedProvider, flaky: SimulatedProvider) -> None:
+def write_config(path: Path, port: int, steady: SimulatedProvider, flaky: SimulatedProvider,
+                 state: dict[str, Any] | None) -> None:
     path.write_text(yaml.safe_dump({
         "server": {"host": "127.0.0.1", "port": port, "shutdown_grace_s": 1, "api_keys": [
             {"key": LIMITED_KEY, "name": "limited", "limits": {"requests_per_minute": LIMIT_RPM}},
@@ -88,7 +91,7 @@ def write_config(path: Path, port: int, steady: SimulatedProvider, flaky: Simula
             "fragile": {"targets": [{"provider": "flaky", "model": "m"}, {"provider": "steady", "model": "m"}],
                         "hedge": "off"}},
         # Generous: on a loaded test machine a slow hub call must not fall back (and count locally) by accident.
-        "state": {"timeout_ms": 2000},
+        "state": {"timeout_ms": 2000, **(state or {})},
         "telemetry": {"traces_file": ""},
     }))
 
@@ -126,38 +129,46 @@ class Setup:
         raise AssertionError(f"no {per_worker} connections to each worker: {found}")
 
 
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, steady: SimulatedProvider, flaky: SimulatedProvider, http: aiohttp.ClientSession,
+                  state: dict[str, Any] | None = None) -> AsyncIterator[Gateway]:
+    """`gateway serve --workers 2`, once both workers answer and say they are connected."""
+    port = free_port()
+    write_config(tmp_path / "g.yaml", port, steady, flaky, state)
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--config", str(tmp_path / "g.yaml"), "--workers", "2",
+            "--log-format", "json", cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT)
+    gw = Gateway(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        async def both_connected() -> bool:
+            assert proc.returncode is None, log.read_text()[-2000:]
+            try:
+                states = await gw.hub_states(http)
+            except aiohttp.ClientError:
+                return False
+            return {s.partition(":")[0] for s in states if s.partition(":")[2].startswith("connected")} == {"1", "2"}
+
+        await until(both_connected, 30, "both workers serving, connected to the hub")  # slow imports under load
+        yield gw
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()  # the workers and the hub get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+                await proc.wait()
+
+
 @pytest.fixture
 async def workers(tmp_path: Path) -> AsyncIterator[Setup]:
     async with SimulatedProvider(parse_profile({"ttft": 600}), name="steady") as steady, \
             SimulatedProvider(parse_profile({"error_rate": 1.0, "error_status": 500}), name="flaky") as flaky, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
-        port = free_port()
-        write_config(tmp_path / "g.yaml", port, steady, flaky)
-        log = tmp_path / "gateway.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway", "serve", "--config", str(tmp_path / "g.yaml"), "--workers", "2",
-                "--log-format", "json", cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT)
-        gw = Gateway(proc, f"http://127.0.0.1:{port}", log)
-        try:
-            async def both_connected() -> bool:
-                assert proc.returncode is None, log.read_text()[-2000:]
-                try:
-                    return await gw.hub_states(http) == {"1:connected", "2:connected"}
-                except aiohttp.ClientError:
-                    return False
-
-            await until(both_connected, 30, "both workers serving, connected to the hub")  # slow imports
-            async with contextlib.AsyncExitStack() as stack:
-                yield Setup(gw, steady, flaky, http, stack)
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 30)
-                except TimeoutError:
-                    proc.kill()  # the workers and the hub get SIGTERM from the kernel (PR_SET_PDEATHSIG)
-                    await proc.wait()
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http, \
+            serving(tmp_path, steady, flaky, http) as gw, contextlib.AsyncExitStack() as stack:
+        yield Setup(gw, steady, flaky, http, stack)
 
 
 async def test_ten_identical_concurrent_cacheable_requests_reach_the_provider_once(workers: Setup) -> None:
@@ -268,3 +279,24 @@ async def test_the_hub_dying_degrades_to_local_state_without_failed_requests(wor
     # Shared again (the new hub starts from full buckets): exactly the limit across both workers.
     results = await asyncio.gather(*(gw.post(http, key=LIMITED_KEY) for _ in range(2 * LIMIT_RPM)))
     assert [status for status, _ in results].count(200) == LIMIT_RPM
+
+
+async def test_with_redis_the_workers_share_through_redis_and_one_scrape_still_counts_both(
+        tmp_path: Path) -> None:
+    async with running_redis() as redis, SimulatedProvider(name="steady") as steady, \
+            SimulatedProvider(name="flaky") as flaky, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http:
+        state = {"backend": "redis", "url": redis.url, "key_prefix": "gw-workers:"}
+        async with serving(tmp_path, steady, flaky, http, state) as gw:
+            async def redis_connected() -> bool:
+                return await gw.hub_states(http) == {"1:connected+redis connected", "2:connected+redis connected"}
+
+            await until(redis_connected, 20, "both workers connected to redis")
+            results = await asyncio.gather(*(gw.post(http, key=LIMITED_KEY) for _ in range(2 * LIMIT_RPM)))
+            assert [status for status, _ in results].count(200) == LIMIT_RPM  # the limit in Redis
+            assert steady.stats.received == LIMIT_RPM
+
+            async def all_counted() -> bool:
+                return request_count(await gw.metrics(http)) == LIMIT_RPM
+
+            await until(all_counted, 5, "every worker's requests in one scrape")
