@@ -56,6 +56,10 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def is_hub(pid: int) -> bool:
+    return b"gateway.state.hub" in Path(f"/proc/{pid}/cmdline").read_bytes()  # /proc: never blocks
+
+
 def tree_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in tree(pid))
 
@@ -115,7 +119,7 @@ async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: f
                         if resp.status == 200:
                             break
         await open_loop(url, rate, 2)  # warm-up, and both workers up
-        hubs = [p for p in tree(proc.pid) if b"gateway.state.hub" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        hubs = [p for p in tree(proc.pid) if is_hub(p)]
         before, hub_before = tree_cpu_seconds(proc.pid), sum(cpu_seconds(p) for p in hubs)
         ok, failed = await open_loop(url, rate, seconds)
         used, hub_used = tree_cpu_seconds(proc.pid) - before, sum(cpu_seconds(p) for p in hubs) - hub_before
