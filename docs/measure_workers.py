@@ -100,14 +100,14 @@ async def open_loop(url: str, rate: float, seconds: float) -> tuple[int, int]:
     return sum(results), len(results) - sum(results)
 
 
-async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: float,
-                  seconds: float) -> dict[str, Any]:
+async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: float, seconds: float,
+                  workers: int = 2) -> dict[str, Any]:
     port = free_port()
-    path = out / f"gateway-limits{int(limits)}-share{int(share)}.yaml"
+    path = out / f"gateway-limits{int(limits)}-share{int(share)}-workers{workers}.yaml"
     path.write_text(yaml.safe_dump(config(sim_url, port, limits=limits, share=share)))
     with (out / f"{path.stem}.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            *pinned(["gateway", "serve", "--config", str(path), "--workers", "2", "--log-level", "WARNING"],
+            *pinned(["gateway", "serve", "--config", str(path), "--workers", str(workers), "--log-level", "WARNING"],
                     UNDER_TEST_CPU), stdout=log, stderr=asyncio.subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -125,7 +125,8 @@ async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: f
         used, hub_used = tree_cpu_seconds(proc.pid) - before, sum(cpu_seconds(p) for p in hubs) - hub_before
         if failed:
             raise RuntimeError(f"{failed} requests failed (see {out})")
-        return {"limits": limits, "hub": share, "requests": ok, "cpu_us_per_request": round(used / ok * 1e6, 1),
+        return {"workers": workers, "limits": limits, "hub": share and workers > 1, "requests": ok,
+                "cpu_us_per_request": round(used / ok * 1e6, 1),
                 "hub_cpu_us_per_request": round(hub_used / ok * 1e6, 1)}
     finally:
         proc.terminate()
@@ -193,18 +194,19 @@ async def main() -> None:
         with pin_this_process(LOAD_CPU):
             # With the per-key limit, without and with the hub, then the other way round: a machine whose load
             # drifts during the run shows as two different figures for the same case.
-            for limits, share in ((False, False), (False, True), (True, False), (True, True), (True, True),
-                                  (True, False)):
+            for workers, limits, share in ((2, False, False), (2, False, True), (2, True, False), (2, True, True),
+                                           (2, True, True), (2, True, False), (1, True, False)):
                 row = await measure(urls["zero"], args.out, limits=limits, share=share, rate=args.rate,
-                                    seconds=args.seconds)
+                                    seconds=args.seconds, workers=workers)
                 print(orjson.dumps(row).decode(), flush=True)
                 rows.append(row)
     finally:
         await sims.stop()
-    print("\n| per-key limit | workers' hub | requests | CPU µs/request (whole tree) | of which the hub |\n"
-          "|---|---|---:|---:|---:|")
+    print("\n| workers | per-key limit | workers' hub | requests | CPU µs/request (whole tree) | of which the hub |\n"
+          "|---:|---|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {'yes' if row['limits'] else 'no'} | {'yes' if row['hub'] else 'no (share_workers: false)'} "
+        hub = "yes" if row["hub"] else ("no (share_workers: false)" if row["workers"] > 1 else "no")
+        print(f"| {row['workers']} | {'yes' if row['limits'] else 'no'} | {hub} "
               f"| {row['requests']} | {row['cpu_us_per_request']:.0f} | {row['hub_cpu_us_per_request']:.0f} |")
     print(f"\n({args.rate:g} requests/s open loop for {args.seconds:g} s per case; load and simulator on core "
           f"{LOAD_CPU}, gateway on core {UNDER_TEST_CPU})")
