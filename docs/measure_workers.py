@@ -43,6 +43,7 @@ from loadtest.procs import (
     pinned,
     start_sim_host,
 )
+from loadtest.wrk import lua_script, run_wrk, wrk_path
 
 KEY = "loadtest"
 
@@ -101,7 +102,7 @@ async def open_loop(url: str, rate: float, seconds: float) -> tuple[int, int]:
 
 
 async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: float, seconds: float,
-                  workers: int = 2) -> dict[str, Any]:
+                  workers: int = 2, wrk_script: Path | None = None) -> dict[str, Any]:
     port = free_port()
     path = out / f"gateway-limits{int(limits)}-share{int(share)}-workers{workers}.yaml"
     path.write_text(yaml.safe_dump(config(sim_url, port, limits=limits, share=share)))
@@ -121,11 +122,18 @@ async def measure(sim_url: str, out: Path, *, limits: bool, share: bool, rate: f
         await open_loop(url, rate, 2)  # warm-up, and both workers up
         hubs = [p for p in tree(proc.pid) if is_hub(p)]
         before, hub_before = tree_cpu_seconds(proc.pid), sum(cpu_seconds(p) for p in hubs)
-        ok, failed = await open_loop(url, rate, seconds)
+        if wrk_script is None:
+            ok, failed = await open_loop(url, rate, seconds)
+        else:  # closed loop, as fast as it goes: wrk, 32 connections
+            result = await run_wrk(url, wrk_script, connections=32, duration_s=seconds, cpu=LOAD_CPU)
+            if result is None or result["socket_errors"]:
+                raise RuntimeError(f"wrk failed: {result}")
+            ok, failed = int(float(result["requests_per_s"]) * round(seconds)), int(result["non_2xx"])
         used, hub_used = tree_cpu_seconds(proc.pid) - before, sum(cpu_seconds(p) for p in hubs) - hub_before
         if failed:
             raise RuntimeError(f"{failed} requests failed (see {out})")
-        return {"workers": workers, "limits": limits, "hub": share and workers > 1, "requests": ok,
+        return {"load": "wrk" if wrk_script else f"{rate:g}/s", "workers": workers, "limits": limits,
+                "hub": share and workers > 1, "requests": ok,
                 "cpu_us_per_request": round(used / ok * 1e6, 1),
                 "hub_cpu_us_per_request": round(hub_used / ok * 1e6, 1)}
     finally:
@@ -200,13 +208,21 @@ async def main() -> None:
                                     seconds=args.seconds, workers=workers)
                 print(orjson.dumps(row).decode(), flush=True)
                 rows.append(row)
+            if wrk_path() is not None:
+                script = args.out / "wrk.lua"
+                script.write_text(lua_script("/v1/chat/completions", [orjson.dumps(BODY)]))
+                for share in (False, True):
+                    row = await measure(urls["zero"], args.out, limits=True, share=share, rate=args.rate,
+                                        seconds=args.seconds, wrk_script=script)
+                    print(orjson.dumps(row).decode(), flush=True)
+                    rows.append(row)
     finally:
         await sims.stop()
-    print("\n| workers | per-key limit | workers' hub | requests | CPU µs/request (whole tree) | of which the hub |\n"
-          "|---:|---|---|---:|---:|---:|")
+    print("\n| load | workers | per-key limit | workers' hub | requests | CPU µs/request (whole tree) | of which "
+          "the hub |\n|---|---:|---|---|---:|---:|---:|")
     for row in rows:
         hub = "yes" if row["hub"] else ("no (share_workers: false)" if row["workers"] > 1 else "no")
-        print(f"| {row['workers']} | {'yes' if row['limits'] else 'no'} | {hub} "
+        print(f"| {row['load']} | {row['workers']} | {'yes' if row['limits'] else 'no'} | {hub} "
               f"| {row['requests']} | {row['cpu_us_per_request']:.0f} | {row['hub_cpu_us_per_request']:.0f} |")
     print(f"\n({args.rate:g} requests/s open loop for {args.seconds:g} s per case; load and simulator on core "
           f"{LOAD_CPU}, gateway on core {UNDER_TEST_CPU})")

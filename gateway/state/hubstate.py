@@ -53,9 +53,10 @@ class HubLimiter:
         tpm = options.tokens_per_minute
         if tpm is None or max(0, actual_tokens) == max(0, estimated_tokens):
             return
-        # No reply needed: the connection keeps the order, so the next check of this worker sees it.
+        # No reply needed, and deferred (at most 20 ms) to travel with this worker's next request: the
+        # connection keeps the order, so its next check sees it.
         if not self._link.send("settle", key_id, options.requests_per_minute or 0, tpm, estimated_tokens,
-                               actual_tokens):
+                               actual_tokens, defer=True):
             self.local.settle(key_id, options, estimated_tokens, actual_tokens)
 
 
