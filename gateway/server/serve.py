@@ -164,8 +164,10 @@ class HubProcess:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
         self._started_at = time.monotonic()
+        # A session of its own: a Ctrl-C in the terminal reaches the workers (which drain) but not the hub they
+        # still use meanwhile; the supervisor stops it after them.
         self._process = subprocess.Popen([sys.executable, "-m", "gateway.state.hub", self.socket, *self._log_args],
-                                         preexec_fn=die_with_parent)
+                                         preexec_fn=die_with_parent, start_new_session=True)
         deadline = self._started_at + self.START_TIMEOUT_S
         while time.monotonic() < deadline:
             if os.path.exists(self.socket):

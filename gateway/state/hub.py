@@ -141,6 +141,11 @@ class Hub:
     def _lost(self, conn: _Conn) -> None:
         self.conns.discard(conn)
         conn.proto = None
+        for lease in self.leases.values():  # first, so that no lease passes to a worker that is gone
+            for waiter in lease.waiters:
+                if waiter.conn is conn:
+                    waiter.timer.cancel()
+            lease.waiters = [waiter for waiter in lease.waiters if waiter.conn is not conn]
         for key, lease in list(self.leases.items()):
             if lease.holder is conn:
                 self._release_lease(key, lease)

@@ -70,9 +70,11 @@ class HubLink:
             return False
         return True
 
-    async def request(self, op: str, *args: Any, payload: bytes = b"",
-                      timeout_s: float | None = None) -> tuple[Header, bytes]:
-        """Send `[op, id, *args]` and return the reply's header (`["r", id, ...]`) and payload."""
+    async def request(self, op: str, *args: Any, payload: bytes = b"", timeout_s: float | None = None,
+                      waits_on_others: bool = False) -> tuple[Header, bytes]:
+        """Send `[op, id, *args]` and return the reply's header (`["r", id, ...]`) and payload.
+        `waits_on_others`: the hub may hold the reply for other workers (a lease, a scrape), so running out
+        of time says nothing about the hub: that call falls back, the link stays up."""
         proto = self._proto
         if not self.up or proto is None:
             raise HubUnavailable
@@ -85,7 +87,8 @@ class HubLink:
             async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
                 return await future
         except TimeoutError:
-            self._down(proto, "no answer within the timeout")
+            if not waits_on_others:
+                self._down(proto, "no answer within the timeout")
             raise HubUnavailable from None
         finally:
             self._pending.pop(request_id, None)

@@ -109,7 +109,7 @@ class HubAnswers:
         try:
             # Bounded by the lease wait, not the per-call timeout: waiting here for another worker's flight
             # is what coalescing across workers is.
-            header, payload = await self._link.request("get", alias, key, True,
+            header, payload = await self._link.request("get", alias, key, True, waits_on_others=True,
                                                        timeout_s=LEASE_WAIT_S + self._link.timeout_s)
         except HubUnavailable:
             return None
@@ -192,8 +192,8 @@ class HubMetrics:
     async def merged(self, local_text: str) -> str:
         """Every worker's metrics in one exposition; this worker's alone while the hub is away."""
         try:
-            _, payload = await self._link.request("metrics", payload=local_text.encode(),
-                                                  timeout_s=COLLECT_TIMEOUT_S + self._link.timeout_s)
+            _, payload = await self._link.request("metrics", payload=local_text.encode(), waits_on_others=True,
+                                                  timeout_s=2 * COLLECT_TIMEOUT_S + self._link.timeout_s)
         except HubUnavailable:
             return local_text
         return payload.decode()
