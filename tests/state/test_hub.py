@@ -152,6 +152,26 @@ async def test_a_lease_whose_holder_gives_up_passes_to_a_waiting_worker(
     await flight
 
 
+async def test_a_worker_that_goes_away_hands_its_leases_on(setup: tuple[HubServer, Worker, Worker]) -> None:
+    _, first, second = setup
+    holding = asyncio.Event()
+
+    async def flight_on_a_worker_that_dies() -> None:
+        assert await first.answers.get("c", "k") is None
+        holding.set()
+        await asyncio.Event().wait()  # never answers: its process is about to go
+
+    flight = asyncio.create_task(flight_on_a_worker_that_dies())
+    await holding.wait()
+    waiting = asyncio.create_task(second.answers.get("c", "k"))
+    await second.state.limiter.check("team", RPM_5, 0)
+    assert not waiting.done()
+    await first.state.aclose()  # its connection closes, as when a worker dies
+    assert await asyncio.wait_for(waiting, 5) is None  # not 60 s: second goes upstream itself at once
+    flight.cancel()
+    await asyncio.gather(flight, return_exceptions=True)
+
+
 async def test_a_breaker_opening_is_pushed_to_the_other_worker(setup: tuple[HubServer, Worker, Worker]) -> None:
     _, first, second = setup
     for _ in range(BREAKER.fail_max):
