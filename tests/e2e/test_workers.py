@@ -89,7 +89,8 @@ def write_config(path: Path, port: int, steady: SimulatedProvider, flaky: Simula
             "chat": {"targets": [{"provider": "steady", "model": "m"}]},
             "cached": {"targets": [{"provider": "steady", "model": "m"}], "cache": {"ttl_s": 60}},
             "fragile": {"targets": [{"provider": "flaky", "model": "m"}, {"provider": "steady", "model": "m"}],
-                        "hedge": "off"}},
+                        "hedge": "off"},
+            "cached-flaky": {"targets": [{"provider": "flaky", "model": "m"}], "cache": {"ttl_s": 60}}},
         # Generous: on a loaded test machine a slow hub call must not fall back (and count locally) by accident.
         "state": {"timeout_ms": 2000, **(state or {})},
         "telemetry": {"traces_file": ""},
@@ -185,6 +186,24 @@ async def test_ten_identical_concurrent_cacheable_requests_reach_the_provider_on
     assert workers.steady.stats.received == 1
     status, headers = await gw.post(http, "cached", "two plus two?", temperature=0)
     assert status == 200 and headers["x-gateway-cache"] == "hit" and workers.steady.stats.received == 1
+
+
+async def test_a_failed_flight_hands_its_lease_on_at_once(tmp_path: Path) -> None:
+    # The provider fails each request half a second in (right after its first token): no answer to share.
+    async with SimulatedProvider(name="steady") as steady, \
+            SimulatedProvider(parse_profile({"ttft": 500, "midstream_error_rate": 1.0}), name="flaky") as flaky, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0)) as http, \
+            serving(tmp_path, steady, flaky, http) as gw, contextlib.AsyncExitStack() as stack:
+        pinned = await Setup(gw, steady, flaky, http, stack).pinned(3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(*(gw.post(session, "cached-flaky", "doomed", temperature=0)
+                                         for session in [*pinned["1"], *pinned["2"]]))
+        assert all(status >= 500 for status, _ in results)  # everyone got the error, nobody a stale answer
+        # One flight per worker at most: the first worker's failed, its lease passed to the other, which tried
+        # once for its own requests. Not one per request, and no one waited for the 60 s backstop.
+        assert flaky.stats.received == 2
+        assert loop.time() - started < 5
 
 
 async def test_a_per_key_limit_admits_exactly_the_limit_across_two_workers(workers: Setup) -> None:
