@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 
 class SharedState:
-    """Created once per process (a config reload keeps it: `state` changes need a restart). With the redis
-    backend it starts background tasks, so create it with an event loop running, and `aclose` it."""
+    """Created once per process (a config reload keeps it: `state` changes need a restart). With redis or the
+    workers' hub it starts background tasks, so create it with an event loop running, and `aclose` it."""
 
     def __init__(self, config: StateConfig, *, clock: Clock = monotonic, hub: str | None = None) -> None:
         """`hub`: the socket of the workers' hub; by default the one `supervise` names in the environment."""
