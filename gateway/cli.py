@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1:
         return supervise(args.workers, ["serve", "--config", path, "--host", args.host or config.server.host,
                                         "--port", str(args.port or config.server.port), "--log-level",
-                                        args.log_level, "--log-format", args.log_format])
+                                        args.log_level, "--log-format", args.log_format], config.state)
     _install_uvloop()
     try:
         asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port,

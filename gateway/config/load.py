@@ -318,7 +318,7 @@ def _parse_telemetry(s: _Section) -> TelemetryConfig:
 
 
 def _parse_state(s: _Section) -> StateConfig:
-    s.only("backend", "url", "key_prefix", "timeout_ms")
+    s.only("backend", "url", "key_prefix", "timeout_ms", "share_workers")
     backend = s.string("backend", "memory")
     if backend not in ("memory", "redis"):
         raise ConfigError(s.at("backend"), f"must be memory or redis, got {backend!r}")
@@ -328,4 +328,5 @@ def _parse_state(s: _Section) -> StateConfig:
         raise ConfigError(s.at("url"), "must be a redis://, rediss:// or unix:// URL")
     return StateConfig(backend="redis" if backend == "redis" else "memory", url=url,
                        key_prefix=s.string("key_prefix", "gw:"),
-                       timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000))
+                       timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000),
+                       share_workers=s.boolean("share_workers", True))

@@ -141,7 +141,10 @@ class StateConfig:
     backend: Literal["memory", "redis"] = "memory"
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # repr=False: it may hold a password
     key_prefix: str = "gw:"  # every key this gateway writes starts with it, so deployments can share a Redis
-    timeout_ms: float = 100.0  # per Redis call; past it the call falls back to local state
+    timeout_ms: float = 100.0  # per Redis (or hub) call; past it the call falls back to local state
+    # With backend memory and `--workers N` > 1: the workers share rate limits, cache, coalescing, breaker
+    # openings and /metrics through a hub in the supervisor (False: each worker keeps its own).
+    share_workers: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ async def metrics(request: web.Request) -> web.Response:
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     if gw.telemetry is None:
         raise web.HTTPNotFound(reason="metrics are not enabled on this gateway")
-    return web.Response(body=gw.telemetry.metrics_text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+    text = await gw.state_backend.metrics_text(gw.telemetry.metrics_text())  # with --workers N: every worker's, merged
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
 CONFIG_PATH: web.AppKey[str] = web.AppKey("config_path", str)
