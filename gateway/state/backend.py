@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.clock import Clock, monotonic
-from gateway.config.model import StateConfig
+from gateway.config.model import ResponsesConfig, StateConfig
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.cache import ResponseCache
 from gateway.policies.ratelimit import RateLimiter
 from gateway.state.answers import LocalAnswers, SharedAnswers
+from gateway.state.conversations import ConversationStore, LocalConversations
 from gateway.state.limiter import LocalLimiter, SharedLimiter
 
 
@@ -25,6 +26,7 @@ class StateBackend:
 
     def __init__(self, config: StateConfig, *, clock: Clock = monotonic) -> None:
         self.config = config
+        self._clock = clock
         self.local_limiter = RateLimiter(clock=clock)
         self.limiter: SharedLimiter = LocalLimiter(self.local_limiter)
         self._closed = False
@@ -50,6 +52,15 @@ class StateBackend:
         from gateway.state.answers import RedisAnswers
 
         return RedisAnswers(caches, self._redis[0], self.config.key_prefix)
+
+    def conversations(self, config: ResponsesConfig) -> ConversationStore:
+        """The Responses door's stored responses: this process's, or Redis's (local while it is away)."""
+        local = LocalConversations(config, clock=self._clock)
+        if self._redis is None:
+            return local
+        from gateway.state.conversations import RedisConversations
+
+        return RedisConversations(config, self._redis[0], self.config.key_prefix, local)
 
     def attach(self, breakers: Mapping[str, CircuitBreaker]) -> None:
         """The breakers of the current config, whose openings are shared."""

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.translate import anthropic_via_openai, openai_via_anthropic, passthrough
+from gateway.translate import (
+    anthropic_via_openai,
+    openai_via_anthropic,
+    passthrough,
+    responses_via_anthropic,
+    responses_via_openai,
+)
 from gateway.wire import Json, SSEEvent, WireFormat
 
 
@@ -91,11 +97,45 @@ class _AnthropicViaOpenAI:
         return anthropic_via_openai.ChatChunksToAnthropicStream()
 
 
+class _ResponsesToResponses:
+    same_format = True
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return passthrough.responses_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return passthrough.PASSTHROUGH
+
+
+class _ResponsesViaOpenAI:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return responses_via_openai.translate_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return responses_via_openai.ChatChunksToResponses()
+
+
+class _ResponsesViaAnthropic:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return responses_via_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens)
+
+    def stream(self) -> StreamTranslator:
+        return responses_via_anthropic.AnthropicStreamToResponses()
+
+
 _PAIRS: dict[tuple[WireFormat, WireFormat], Translation] = {
     (WireFormat.OPENAI, WireFormat.OPENAI): _OpenAIToOpenAI(),
     (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): _AnthropicToAnthropic(),
     (WireFormat.OPENAI, WireFormat.ANTHROPIC): _OpenAIViaAnthropic(),
     (WireFormat.ANTHROPIC, WireFormat.OPENAI): _AnthropicViaOpenAI(),
+    # The Responses door: native to providers that speak it, else through chat completions or Messages.
+    (WireFormat.RESPONSES, WireFormat.RESPONSES): _ResponsesToResponses(),
+    (WireFormat.RESPONSES, WireFormat.OPENAI): _ResponsesViaOpenAI(),
+    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): _ResponsesViaAnthropic(),
 }
 
 
