@@ -18,7 +18,6 @@ from gateway.simulator.answers import JSON_OBJECT_SCHEMA, Tool, ToolRequest, cho
 from gateway.simulator.chat import BadRequest, ChatRequest, Finish, estimate_input_tokens, optional_positive_int
 from gateway.simulator.openai_wire import OpenAIDialect
 
-
 _OPENAI = OpenAIDialect()
 
 

@@ -13,7 +13,7 @@ from gateway.translate.responses_via_anthropic import AnthropicStreamToResponses
 from gateway.translate.responses_via_openai import ChatChunksToResponses
 from gateway.wire import SSEEvent, WireFormat
 
-R, O, A = WireFormat.RESPONSES, WireFormat.OPENAI, WireFormat.ANTHROPIC
+R, CHAT, A = WireFormat.RESPONSES, WireFormat.OPENAI, WireFormat.ANTHROPIC
 CONVERSATION: Any = {
     "model": "alias", "instructions": "be brief", "max_output_tokens": 100, "temperature": 0.2,
     "input": [
@@ -45,7 +45,7 @@ def test_native_pass_through_stores_nothing_upstream() -> None:
 
 
 def test_via_chat_completions() -> None:
-    sent = translation(R, O).request(CONVERSATION, model="gpt-x", default_max_tokens=10)
+    sent = translation(R, CHAT).request(CONVERSATION, model="gpt-x", default_max_tokens=10)
     assert sent["messages"] == [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": [{"type": "text", "text": "weather?"},
@@ -57,7 +57,8 @@ def test_via_chat_completions() -> None:
     assert sent["tools"] == [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"},
                                                                "strict": True}}]
     assert sent["tool_choice"] == "auto"  # the Responses default, said explicitly
-    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+    assert sent["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "w", "schema": {"type": "object"}}}
     assert (sent["max_completion_tokens"], sent["temperature"], sent["reasoning_effort"]) == (100, 0.2, "low")
     assert sent["stream_options"] == {"include_usage": True} and "metadata" not in sent and "store" not in sent
 
@@ -74,15 +75,15 @@ def test_via_anthropic_messages() -> None:
 
 
 @pytest.mark.parametrize(("pair", "body", "param"), [
-    (O, {"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+    (CHAT, {"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
     (A, {"input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type"),
-    (O, {"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
-    (O, {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+    (CHAT, {"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
+    (CHAT, {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
      "input[0].content[0].file_id"),
     # Refused by the second step (chat -> Messages), named in the client's terms.
     (A, {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]}, "input[0]"),
     (A, {"instructions": "only rules", "input": []}, "input"),
-    (O, {"input": "x", "prompt": {"id": "pmpt_1"}}, "prompt"),
+    (CHAT, {"input": "x", "prompt": {"id": "pmpt_1"}}, "prompt"),
 ])
 def test_what_a_format_cannot_express_is_a_400_naming_the_clients_field(pair: WireFormat, body: dict[str, Any],
                                                                         param: str) -> None:
