@@ -257,7 +257,8 @@ def is_usage_only(ev: SSEEvent) -> bool:
 # ---------------------------------------------------------------- stream inspection
 
 _END = EventInfo(end=True)
-# An output item that is itself generated output when it opens: a call the model decided to make.
+# Items whose opening says nothing yet (their text follows as deltas). Any other item opening is itself output:
+# a call the model decided to make, as a chat tool call's first delta is.
 _NOT_CONTENT_ITEMS = frozenset({"message", "reasoning"})
 _DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta",
                      "response.refusal.delta", "response.reasoning_text.delta",
