@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.scenario import ScenarioError, load_scenario
-from loadtest.spec import Scenario
+from loadtest.spec import Door, Scenario
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 RESULTS_DIR = Path("loadtest-results")
@@ -25,8 +25,10 @@ def resolve_scenario_path(text: str) -> Path:
 
 
 def apply_overrides(scenario: Scenario, *, duration_s: float | None, rate: float | None,
-                    policies: Sequence[str] | None) -> Scenario:
+                    policies: Sequence[str] | None, door: Door | None = None) -> Scenario:
     traffic = scenario.traffic
+    if door is not None:
+        traffic = dataclasses.replace(traffic, door=door)
     if duration_s is not None:
         traffic = dataclasses.replace(traffic, duration_s=duration_s)
     if rate is not None:
@@ -58,12 +60,14 @@ def scenario_main(argv: Sequence[str]) -> int:
     parser.add_argument("--duration", type=_positive, help="override traffic.duration_s (seconds per policy)")
     parser.add_argument("--rate", type=_positive, help="override traffic.rate (requests per second)")
     parser.add_argument("--policy", action="append", help="run only this policy (repeatable)")
+    parser.add_argument("--door", choices=("openai", "anthropic", "responses"),
+                        help="send every request through this door (override traffic.door)")
     parser.add_argument("--no-plot", action="store_true", help="skip plot.png (and the matplotlib import)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
     args = parser.parse_args(argv)
     try:
         scenario = apply_overrides(load_scenario(resolve_scenario_path(args.scenario)), duration_s=args.duration,
-                                   rate=args.rate, policies=args.policy)
+                                   rate=args.rate, policies=args.policy, door=args.door)
     except ScenarioError as exc:
         print(f"scenario error: {exc}", file=sys.stderr)
         return 2

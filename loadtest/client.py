@@ -17,9 +17,10 @@ from loadtest.schedule import PlannedRequest
 
 # The simulator (and the gateway's estimate) count prompt tokens as characters // 4: four characters a word.
 _WORD = "tok "
-_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "responses": "/v1/responses"}
 _HEADERS = {
     "openai": {"content-type": "application/json", "authorization": "Bearer loadtest"},
+    "responses": {"content-type": "application/json", "authorization": "Bearer loadtest"},
     "anthropic": {"content-type": "application/json", "x-api-key": "loadtest", "anthropic-version": "2023-06-01"},
 }
 
@@ -50,6 +51,13 @@ def prompt_text(tokens: int) -> str:
 
 
 def request_body(alias: str, req: PlannedRequest) -> bytes:
+    if req.door == "responses":
+        # The API's floor for max_output_tokens is 16. Stored (the API's default), as a client would leave it.
+        responses: dict[str, Any] = {"model": alias, "input": prompt_text(req.prompt_tokens),
+                                     "max_output_tokens": max(16, req.max_tokens)}
+        if req.stream:
+            responses["stream"] = True
+        return orjson.dumps(responses)
     messages = [{"role": "user", "content": prompt_text(req.prompt_tokens)}]
     body: dict[str, Any] = {"model": alias, "max_tokens": req.max_tokens, "messages": messages}
     if req.stream:
@@ -114,7 +122,21 @@ async def _read_stream(resp: aiohttp.ClientResponse, door: str, result: RequestR
         data = orjson.loads(payload)
         if not isinstance(data, dict):
             continue
-        if door == "openai":
+        if door == "responses":
+            kind = data.get("type", event)
+            if kind in ("error", "response.failed"):
+                result.error = "stream error"
+                return
+            if kind == "response.output_text.delta":
+                counted += 1
+            elif kind in ("response.completed", "response.incomplete"):
+                finished = True
+                response = data.get("response")
+                usage = response.get("usage") if isinstance(response, dict) else None
+                if isinstance(usage, dict):
+                    reported = usage.get("output_tokens", reported)
+                    _take_input_tokens(usage, "input_tokens", result)
+        elif door == "openai":
             if "error" in data:
                 result.error = "stream error"
                 return
@@ -175,5 +197,5 @@ def _read_usage(body: object, door: str, result: RequestResult) -> None:
     if not isinstance(usage, dict):
         return
     _take_input_tokens(usage, "prompt_tokens" if door == "openai" else "input_tokens", result)
-    output = usage.get("completion_tokens" if door == "openai" else "output_tokens")
+    output = usage.get("completion_tokens" if door == "openai" else "output_tokens")  # Responses: as Anthropic
     result.output_tokens = output if isinstance(output, int) else 0

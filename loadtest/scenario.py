@@ -12,7 +12,9 @@ Layout (every key but `providers` and `policies` is optional):
         profile: {ttft: {median_ms: 150, sigma: 1.0}, stall_prob: 0.02, stall_ms: 3000}
         breaker: {fail_max: 5, reset_timeout_s: 5}   # timeout_s, breaker, ...: passed to the gateway config
     traffic: {rate: 40, duration_s: 20, stream_share: 0.5, anthropic_share: 0.3,
-              prompt_tokens: [100, 800], max_tokens: 256, request_timeout_s: 30}
+              prompt_tokens: [100, 800], max_tokens: 256, request_timeout_s: 30,
+              door: responses}              # optional: every request through one door (openai, anthropic,
+                                            # responses) instead of the anthropic_share mix
     changes: [{at_s: 10, provider: primary, profile: {ttft: 2000}}]   # merged onto the provider's profile
     policies:                        # each: keys merged into the alias's gateway config
       no-hedge: {hedge: off}
@@ -41,10 +43,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used as a directory and f
 _TOP_KEYS = ("name", "description", "seed", "alias", "providers", "traffic", "changes", "policies", "baseline",
              "hard_timeout_s")
 _PROVIDER_KEYS = ("kind", "model", "price", "profile", "seed", "timeout_s", "connect_timeout_s",
-                  "max_connections", "breaker")
-_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker")
+                  "max_connections", "breaker", "responses")
+_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker", "responses")
 _TRAFFIC_KEYS = ("rate", "duration_s", "count", "request_timeout_s", "stream_share", "anthropic_share",
-                 "prompt_tokens", "max_tokens")
+                 "prompt_tokens", "max_tokens", "door")
+DOORS = ("openai", "anthropic", "responses")
 
 
 class ScenarioError(ValueError):
@@ -130,6 +133,9 @@ def _check_profile(path: str, profile: dict[str, Any]) -> None:
 def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
     _only("traffic", t, _TRAFFIC_KEYS)
     count = t.get("count")
+    door = t.get("door")
+    if door is not None and door not in DOORS:
+        raise ScenarioError("traffic.door", f"must be one of {', '.join(DOORS)}, got {door!r}")
     traffic = Traffic(
         rate=_number("traffic.rate", t.get("rate", 20), above=0),
         duration_s=_number("traffic.duration_s", t.get("duration_s", 20), above=0),
@@ -139,6 +145,7 @@ def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
         anthropic_share=_number("traffic.anthropic_share", t.get("anthropic_share", 0.0), low=0, high=1),
         prompt_tokens=_int_range("traffic.prompt_tokens", t.get("prompt_tokens", 200)),
         max_tokens=_int_range("traffic.max_tokens", t.get("max_tokens", 256)),
+        door=cast(Door | None, door),
     )
     return traffic
 

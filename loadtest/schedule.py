@@ -42,7 +42,8 @@ def build_schedule(traffic: Traffic, seed: int) -> list[PlannedRequest]:
     plan: list[PlannedRequest] = []
     for index, at_s in enumerate(arrivals):
         # A fixed number of draws per request, in a fixed order, whatever the shares.
-        door: Door = "anthropic" if shapes.random() < traffic.anthropic_share else "openai"
+        mixed: Door = "anthropic" if shapes.random() < traffic.anthropic_share else "openai"
+        door = traffic.door or mixed  # drawn either way, so forcing a door moves nothing else
         stream = shapes.random() < traffic.stream_share
         prompt_tokens = traffic.prompt_tokens.draw(shapes)
         max_tokens = traffic.max_tokens.draw(shapes)

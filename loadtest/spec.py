@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from gateway.config.model import Price
 
-Door = Literal["openai", "anthropic"]
+Door = Literal["openai", "anthropic", "responses"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class Traffic:
     anthropic_share: float  # share of requests sent through the Anthropic door (the rest: OpenAI)
     prompt_tokens: IntRange
     max_tokens: IntRange
+    door: Door | None = None  # every request through this door; None: the mix `anthropic_share` says
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from gateway.config.model import (
     ModelRoute,
     Price,
     ProviderConfig,
+    ResponsesConfig,
     ServerConfig,
     StateConfig,
     Target,
@@ -139,12 +140,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
 
 def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
     root = _Section(data, "", env)
-    root.only("server", "providers", "models", "telemetry", "state")
+    root.only("server", "providers", "models", "telemetry", "state", "responses")
     providers = _parse_providers(root.section("providers"))
     models = _parse_models(root.section("models"), providers)
     return GatewayConfig(server=_parse_server(root.section("server")), providers=providers, models=models,
                          telemetry=_parse_telemetry(root.section("telemetry")),
-                         state=_parse_state(root.section("state")))
+                         state=_parse_state(root.section("state")),
+                         responses=_parse_responses(root.section("responses")))
 
 
 def _parse_server(s: _Section) -> ServerConfig:
@@ -197,12 +199,15 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     for name in s.data:
         p = s.section(str(name))
         p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version", "max_concurrent", "pool_timeout_s")
+               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses")
         kind_text = p.string("kind")
-        try:
-            kind = WireFormat(kind_text)
-        except ValueError:
-            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}") from None
+        if kind_text not in _PROVIDER_KINDS:  # "responses" is a format a provider may also speak, not a kind
+            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}")
+        kind = WireFormat(kind_text)
+        responses = p.boolean("responses", False)
+        if responses and kind is not WireFormat.OPENAI:
+            raise ConfigError(p.at("responses"), "only an openai provider can speak the Responses API "
+                              f"({name} is {kind_text})")
         base_url = p.string("base_url").rstrip("/")
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -220,8 +225,12 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             anthropic_version=p.string("anthropic_version", "2023-06-01"),
             bulkhead=BulkheadOptions(max_concurrent=None if p.raw("max_concurrent") is None else
                                      p.number("max_concurrent", 0, minimum=1, kind=int)),
+            responses=responses,
         )
     return out
+
+
+_PROVIDER_KINDS = ("openai", "anthropic")
 
 
 def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[str, ModelRoute]:
@@ -330,3 +339,10 @@ def _parse_state(s: _Section) -> StateConfig:
                        key_prefix=s.string("key_prefix", "gw:"),
                        timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000),
                        share_workers=s.boolean("share_workers", True))
+
+
+def _parse_responses(s: _Section) -> ResponsesConfig:
+    s.only("ttl_s", "max_entries", "max_mb")
+    return ResponsesConfig(ttl_s=s.number("ttl_s", 3600.0, minimum=1),
+                           max_entries=s.number("max_entries", 10_000, minimum=1, kind=int),
+                           max_bytes=int(s.number("max_mb", 256.0, minimum=0.001) * 1024 * 1024))

@@ -60,6 +60,7 @@ class ProviderConfig:
     breaker: BreakerOptions = BreakerOptions()
     anthropic_version: str = "2023-06-01"
     bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider
+    responses: bool = False  # OpenAI kind: the server also speaks the Responses API (`{base_url}/responses`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +149,24 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's conversation store: each stored response's input and output, kept by the gateway
+    (never upstream) so that `previous_response_id` works whichever provider runs the next turn. In this
+    process (bounded in entries and bytes), or in Redis with `state.backend: redis` (bounded by the TTL)."""
+
+    ttl_s: float = 3600.0
+    max_entries: int = 10_000
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelRoute]
     telemetry: TelemetryConfig = TelemetryConfig()
     state: StateConfig = StateConfig()  # a change takes effect at the next restart, not on reload
+    responses: ResponsesConfig = ResponsesConfig()  # a change takes effect at the next restart, like `state`
 
     def deadline_s(self, route: ModelRoute) -> float:
         if route.timeout_s is not None:

@@ -31,6 +31,10 @@ log = logging.getLogger("gateway.engine")
 MAX_EVENTS_BEFORE_CONTENT = 10_000
 MAX_ANSWER_CHARS = 16 * 1024 * 1024
 
+# Operations answered with one JSON body. Every other operation ("chat", or a wire format the provider speaks
+# natively, such as "responses") is a stream of events.
+UNARY_OPERATIONS = frozenset({"embeddings", "count_tokens"})
+
 # What `run` ends in: the client events up to the commit point (streams), the whole answer, or the failure.
 RunResult = list[SSEEvent] | Json | ProviderError
 
@@ -76,9 +80,11 @@ class AttemptRun:
         self.finish_reason: str | None = None
         self.response_model: str | None = None
         self.queue_wait_s = 0.0
+        # Traced as what it is, a chat (gen_ai.operation.name), whichever wire format carried it.
+        self._operation = upstream.operation if upstream.operation in UNARY_OPERATIONS else "chat"
         hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
                                              breaker_state, provider.server_address, provider.server_port,
-                                             upstream.operation, upstream.dropped_fields, expected_cost_usd))
+                                             self._operation, upstream.dropped_fields, expected_cost_usd))
 
     @property
     def provider(self) -> str:
@@ -98,7 +104,7 @@ class AttemptRun:
             self._connection, pool_wait_s = await self._provider.reserve()
             self.queue_wait_s += pool_wait_s
             async with asyncio.timeout(timeout_s):
-                if self._upstream.operation != "chat":
+                if self._upstream.operation in UNARY_OPERATIONS:
                     return await self._unary()
                 if stream:
                     return await self.until_content()
@@ -265,7 +271,7 @@ class AttemptRun:
             streamed_chars=self.streamed_chars, finish_reason=self.finish_reason,
             response_model=self.response_model, server_address=self._provider.server_address,
             server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s,
-            operation=self._upstream.operation)
+            operation=self._operation)
         record.attempts.append(attempt)
         if self._on_finish is not None:
             self._on_finish(attempt)

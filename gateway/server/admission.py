@@ -35,7 +35,8 @@ async def admit(scope: RequestScope, validate: Callable[[object], Json] | None =
                            type="not_found_error", param="model", code="model_not_found")
     timeout_s = deadline_s(request, config.server.deadline_header, config.deadline_s(route))
     limits = api_key.limits if api_key is not None and api_key.limits is not None else config.server.limits
-    max_out = body.get("max_tokens") or body.get("max_completion_tokens") or route.default_max_tokens
+    max_out = (body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+               or route.default_max_tokens)
     estimate = len(raw) // 4 + (max_out if type(max_out) is int else 0)
     if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
         wait = await gw.limiter.check(key_id(api_key), limits, estimate)

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.config import ConfigError, load_config
 from gateway.errors import GatewayError
 from gateway.formats.codecs import ANTHROPIC, OPENAI, Codec
-from gateway.server import endpoints, handlers
+from gateway.server import endpoints, handlers, responses
 from gateway.server.auth import check_bearer
 from gateway.server.gateway import GATEWAY, Gateway, GatewayHolder, current_gateway
 from gateway.server.scope import RequestScope
@@ -145,6 +145,11 @@ def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Applic
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/messages", handlers.messages)
+    app.router.add_post("/v1/responses", responses.create_response)
+    app.router.add_post("/responses", responses.create_response)
+    app.router.add_get("/v1/responses/{response_id}", responses.retrieve_response)
+    app.router.add_delete("/v1/responses/{response_id}", responses.delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", responses.list_input_items)
     app.router.add_post("/v1/messages/count_tokens", endpoints.count_tokens)
     app.router.add_post("/v1/embeddings", endpoints.embeddings)
     app.router.add_post("/embeddings", endpoints.embeddings)

@@ -1,7 +1,7 @@
 """A simulated LLM provider: one aiohttp server on 127.0.0.1 speaking both OpenAI and Anthropic wire formats.
 
-Routes: `POST /v1/chat/completions` and `POST /v1/embeddings` (OpenAI), `POST /v1/messages` and
-`POST /v1/messages/count_tokens` (Anthropic), `GET /v1/models` and `GET /v1/models/{id}` (shape by the
+Routes: `POST /v1/chat/completions`, `POST /v1/responses` and `POST /v1/embeddings` (OpenAI), `POST /v1/messages`
+and `POST /v1/messages/count_tokens` (Anthropic), `GET /v1/models` and `GET /v1/models/{id}` (shape by the
 `anthropic-version` header), and the control plane `GET /_sim/stats`, `GET /_sim/requests`, `POST /_sim/reset`,
 `GET|PUT /_sim/profile`. Behaviour comes from a `SimProfile`; randomness from one `random.Random(seed)`.
 
@@ -28,12 +28,14 @@ from gateway.simulator.control import add_uncounted_routes, same_key
 from gateway.simulator.embeddings import embeddings_body, parse_embeddings_request
 from gateway.simulator.openai_wire import OpenAIDialect
 from gateway.simulator.profile import SimProfile
+from gateway.simulator.responses_wire import ResponsesDialect
 from gateway.simulator.stats import SimStats
 
 HOST = "127.0.0.1"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _OPENAI = OpenAIDialect()
 _ANTHROPIC = AnthropicDialect()
+_RESPONSES = ResponsesDialect()
 # One counted route's own handling, after the shared door: (request, dialect, parsed body, profile, seq).
 _Serve = Callable[[web.Request, Dialect, Any, SimProfile, int], Awaitable[web.StreamResponse]]
 
@@ -134,6 +136,7 @@ class SimulatedProvider:
         app.router.add_post("/v1/chat/completions", self._handle_openai)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_post("/v1/messages", self._handle_anthropic)
+        app.router.add_post("/v1/responses", self._handle_responses)
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         add_uncounted_routes(app, self)
         return app
@@ -145,6 +148,9 @@ class SimulatedProvider:
 
     async def _handle_anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._counted(request, "messages", _ANTHROPIC, self._serve_chat)
+
+    async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted(request, "responses", _RESPONSES, self._serve_chat)
 
     async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._counted(request, "embeddings", _OPENAI, self._serve_embeddings)

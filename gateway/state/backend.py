@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock, monotonic
-from gateway.config.model import StateConfig
+from gateway.config.model import ResponsesConfig, StateConfig
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.cache import ResponseCache
 from gateway.policies.ratelimit import RateLimiter
 from gateway.state.answers import LocalAnswers, SharedAnswers
+from gateway.state.conversations import ConversationStore, LocalConversations
 from gateway.state.frames import HUB_ENV, WORKER_ENV
 from gateway.state.limiter import LocalLimiter, SharedLimiter
 
@@ -36,6 +37,7 @@ class StateBackend:
     def __init__(self, config: StateConfig, *, clock: Clock = monotonic, hub: str | None = None) -> None:
         """`hub`: the socket of the workers' hub; by default the one `supervise` names in the environment."""
         self.config = config
+        self._clock = clock
         self.local_limiter = RateLimiter(clock=clock)
         self.limiter: SharedLimiter = LocalLimiter(self.local_limiter)
         self._closed = False
@@ -75,6 +77,15 @@ class StateBackend:
         from gateway.state.answers import RedisAnswers
 
         return RedisAnswers(caches, self._redis[0], self.config.key_prefix)
+
+    def conversations(self, config: ResponsesConfig) -> ConversationStore:
+        """The Responses door's stored responses: this process's, or Redis's (local while it is away)."""
+        local = LocalConversations(config, clock=self._clock)
+        if self._redis is None:
+            return local
+        from gateway.state.conversations import RedisConversations
+
+        return RedisConversations(config, self._redis[0], self.config.key_prefix, local)
 
     def attach(self, breakers: Mapping[str, CircuitBreaker]) -> None:
         """The breakers of the current config, whose openings are shared."""

@@ -28,6 +28,27 @@ def anthropic_request(body: Json, *, model: str, default_max_tokens: int) -> Jso
     return out
 
 
+def responses_request(body: Json, *, model: str) -> Json:
+    """A shallow copy of a Responses `body` for `model`, streaming, stored nowhere upstream.
+
+    The gateway keeps the conversation itself (the next turn may run on another provider), so the provider
+    gets `store: false`, the whole input (the door expanded `previous_response_id` into it), and no reasoning
+    item that only names one by id: without upstream storage there is nothing for the id to find."""
+    out = dict(body)
+    out["model"] = model
+    out["stream"] = True
+    out["store"] = False
+    out.pop("previous_response_id", None)
+    data = body.get("input")
+    if isinstance(data, list) and any(_stored_reasoning(item) for item in data):
+        out["input"] = [item for item in data if not _stored_reasoning(item)]
+    return out
+
+
+def _stored_reasoning(item: object) -> bool:
+    return isinstance(item, dict) and item.get("type") == "reasoning" and not item.get("encrypted_content")
+
+
 class PassthroughStream:
     """Returns each event as it came. Stateless, so one shared instance serves every stream."""
 
