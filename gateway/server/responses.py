@@ -13,7 +13,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.engine import StreamingWinner, Winner
+from gateway.engine import StreamingWinner
 from gateway.errors import GatewayError
 from gateway.formats import Kind
 from gateway.formats.codecs import RESPONSES
@@ -22,7 +22,7 @@ from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.server.admission import admit
 from gateway.server.auth import check_key
 from gateway.server.gateway import Gateway, current_gateway
-from gateway.server.handlers import _flight  # the chat doors' coalesced flight: the same one serves this door
+from gateway.server.handlers import coalesced, winner_headers  # the chat doors' own: the same serve this door
 from gateway.server.responses_stream import write_response_stream
 from gateway.server.responses_turn import Stored, Turn, listed_item, not_found
 from gateway.server.scope import RequestScope, key_id
@@ -51,7 +51,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         scope.set_cache("miss")
         if scope.record.stream:
             return await _race(scope, turn, key)
-        return await _coalesced(scope, turn, key)
+        return await coalesced(scope, turn.body, key, lambda answer, how: _replay(scope, turn, answer, how),
+                               lambda answer: orjson.dumps(turn.finish(orjson.loads(answer.body))))
 
 
 def _cache_key(scope: RequestScope, turn: Turn) -> str | None:
@@ -74,7 +75,7 @@ async def _race(scope: RequestScope, turn: Turn, store_key: str | None) -> web.S
             winner = await scope.gw.engine.run(scope.record, turn.body, tg, scope.deadline)
         except GatewayError as err:
             return scope.reject(err)
-        headers = {**_winner_headers(winner), **scope.headers()}
+        headers = {**winner_headers(winner), **scope.headers()}
         if store_key is not None:
             headers["x-gateway-cache"] = "miss"
         if isinstance(winner, StreamingWinner):
@@ -84,7 +85,7 @@ async def _race(scope: RequestScope, turn: Turn, store_key: str | None) -> web.S
         if store_key is not None:
             await scope.gw.answers.put(scope.record.alias, store_key, CachedAnswer(
                 orjson.dumps(winner.body), winner.target.provider, winner.target.model,
-                tuple(_winner_headers(winner).items())))
+                tuple(winner_headers(winner).items())))
         return await write_json(scope, response, headers)
 
 
@@ -93,32 +94,6 @@ async def _replay(scope: RequestScope, turn: Turn, answer: CachedAnswer, how: st
     finished = turn.finish(orjson.loads(answer.body))
     return await write_replay(scope, turn.body, CachedAnswer(orjson.dumps(finished), answer.provider, answer.model,
                                                              answer.headers), how)
-
-
-async def _coalesced(scope: RequestScope, turn: Turn, key: str) -> web.StreamResponse:
-    """Identical concurrent requests share one upstream race, as on the chat doors."""
-    coalescer = scope.gw.coalescer
-    if coalescer.waiters(key) > 0:
-        scope.set_cache("coalesced")
-        try:
-            answer = await coalescer.run(key, lambda: _flight(scope, turn.body, key))
-        except GatewayError as err:
-            return scope.reject(err)
-        return await _replay(scope, turn, answer, "coalesced")
-    scope.hand_off()  # the flight finishes this request's record, in its own task
-    try:
-        answer = await coalescer.run(key, lambda: _flight(scope, turn.body, key))
-    except GatewayError as err:
-        return scope.error_response(err)
-    scope.responded = True
-    body = orjson.dumps(turn.finish(orjson.loads(answer.body)))
-    return web.Response(body=body, content_type=_JSON, headers={**dict(answer.headers), **scope.headers(),
-                                                                 "x-gateway-cache": "miss"})
-
-
-def _winner_headers(winner: Winner) -> dict[str, str]:
-    return {"x-gateway-provider": winner.target.provider, "x-gateway-model": winner.target.model,
-            "x-gateway-attempts": str(winner.attempts_sent)}
 
 
 # ---- the stored responses -----------------------------------------------------------------------------------
