@@ -19,6 +19,7 @@ from gateway.policies.ratelimit import RateLimitOptions
 from gateway.server.auth import check_key
 from gateway.server.doors import ANTHROPIC_DOOR, OPENAI_DOOR, Door
 from gateway.server.gateway import Gateway, current_gateway
+from gateway.server.reading import read_body
 from gateway.telemetry import IncomingRequest
 from gateway.wire import Json, SSEEvent
 
@@ -55,14 +56,7 @@ def _error(door: Door, err: GatewayError, headers: dict[str, str] | None = None)
 
 
 async def _read_body(request: web.Request, door: Door, max_bytes: int) -> tuple[Json, int]:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise GatewayError(413, f"request body too large ({request.content_length} bytes, limit {max_bytes})")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise GatewayError(413, f"request body too large (limit {max_bytes} bytes)") from None
-    except web.RequestPayloadError:  # e.g. a body that is not in its Content-Encoding: the client's fault
-        raise GatewayError(400, "request body could not be decoded (check its Content-Encoding)") from None
+    raw = await read_body(request, max_bytes, current_gateway(request).config.server.body_timeout_s)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -83,6 +83,9 @@ def test_env_default_and_missing_variable_names_the_field() -> None:
      "models.chat.targets[0].price.input_per_mtok: must be >= 0"),
     (lambda d: d.update(server={"port": True}), "server.port: must be a number"),
     (lambda d: d.update(server={"max_body_mb": 0}), "server.max_body_mb: must be >="),
+    (lambda d: d.update(server={"header_timeout_s": 0}), "server.header_timeout_s: must be >="),
+    (lambda d: d.update(server={"body_timeout_s": "slow"}), "server.body_timeout_s: must be a number"),
+    (lambda d: d.update(server={"idle_timeout_s": -1}), "server.idle_timeout_s: must be >="),
     (lambda d: d.update(extra=1), "extra: unknown key"),
     (lambda d: d.update(providers={}), "providers: at least one provider is required"),
 ])

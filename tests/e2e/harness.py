@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.config import GatewayConfig, parse_config
 from gateway.engine import Hooks, RequestRecord
 from gateway.server import Gateway, build_app
+from gateway.server.connections import GatewayRunner
 from gateway.simulator import SimulatedProvider
 
 GATEWAY_KEY = "gw-test-key-1234"
@@ -45,6 +46,7 @@ class Running(SdkClients):
     url: str
     gateway: Gateway
     collect: Collect
+    runner: web.AppRunner | None = None  # for tests that look at the server's open connections
 
 
 def config_for(sims: dict[str, tuple[str, SimulatedProvider]], models: dict[str, Any],
@@ -69,12 +71,12 @@ def config_for(sims: dict[str, tuple[str, SimulatedProvider]], models: dict[str,
 async def running(config: GatewayConfig) -> AsyncIterator[Running]:
     collect = Collect()
     gateway = Gateway(config, hooks=collect)
-    runner = web.AppRunner(build_app(gateway), handler_cancellation=True, access_log=None)
+    runner = GatewayRunner(build_app(gateway), config.server, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", gateway, collect)
+        yield Running(f"http://127.0.0.1:{port}", gateway, collect, runner)
     finally:
         await runner.cleanup()
