@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.errors import FailureKind, GatewayError, ProviderError
+from gateway.errors import FailureKind, GatewayError, ProviderError, known_error_type
 from gateway.formats import (
     NOTHING,
     EventInfo,
@@ -288,8 +288,11 @@ def inspect(ev: SSEEvent) -> EventInfo:
     if kind == "message_stop":
         return _END
     if kind == "error":
-        error = data.get("error") or {}
-        return EventInfo(error=(str(error.get("type") or "api_error"),
+        error = data.get("error")
+        if type(error) is not dict:
+            return EventInfo(error=("api_error", str(error or "error in stream")))
+        # The type becomes the attempt's error type (a client's error type, a metric label): known words only.
+        return EventInfo(error=(known_error_type(error.get("type")) or "api_error",
                                 str(error.get("message") or "error in stream")))
     return NOTHING
 

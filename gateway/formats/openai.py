@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, known_error_type
 from gateway.formats import (
     NOTHING,
     EventInfo,
@@ -280,10 +280,12 @@ def inspect(ev: SSEEvent) -> EventInfo:
 
 
 def _error_info(error: object) -> EventInfo:
+    # The type becomes the attempt's error type (a client's error type, a metric label): known words only.
+    # The message is upstream text: the engine redacts it before it goes anywhere.
     if type(error) is dict:
-        kind = error.get("type") or error.get("code") or "api_error"
+        kind = known_error_type(error.get("type")) or known_error_type(error.get("code")) or "api_error"
         message = error.get("message") or "error in stream"
-        return EventInfo(error=(str(kind), str(message)))
+        return EventInfo(error=(kind, str(message)))
     return EventInfo(error=("api_error", str(error)))
 
 

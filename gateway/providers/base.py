@@ -17,12 +17,12 @@ import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig
-from gateway.errors import FailureKind, ProviderError, classify_status
+from gateway.errors import FailureKind, ProviderError, classify_status, known_error_type
+from gateway.providers.redaction import bounded, redact
 from gateway.wire import Json, SSEEvent, WireFormat
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
-_REDACTED = "[redacted]"
 
 
 class Provider(abc.ABC):
@@ -75,12 +75,13 @@ class Provider(abc.ABC):
 
     def redact(self, text: str) -> str:
         """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
-        echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients."""
-        key = self.config.api_key
-        return text.replace(key, _REDACTED) if key and key in text else text
+        echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients. Pieces of
+        the key that a bound cut off are cut out too (see `gateway.providers.redaction`)."""
+        return redact(text, self.config.api_key)
 
     def _fault(self, message: str, error_type: str, status: int | None = None) -> ProviderError:
-        return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
+        # Redacted before it is bounded: a bound through the key would leave a part of it unmatched.
+        return ProviderError(FailureKind.FAULT, bounded(self.redact(f"{self.name}: {message}")), status=status,
                              error_type=error_type)
 
     async def _stream(self, body: Json) -> AsyncGenerator[list[SSEEvent], None]:
@@ -130,8 +131,10 @@ class Provider(abc.ABC):
         message, error_type = _error_message(raw)
         retry_after = _retry_after(resp.headers.get("retry-after-ms"), resp.headers.get("retry-after"))
         text = f"{self.name}: HTTP {resp.status}" + (f": {message}" if message else "")
-        return ProviderError(classify_status(resp.status), self.redact(text), status=resp.status,
-                             error_type=error_type or f"http_{resp.status}", retry_after_s=retry_after)
+        # The type goes to the client as its error type, and to metrics and traces: known words only.
+        return ProviderError(classify_status(resp.status), bounded(self.redact(text)), status=resp.status,
+                             error_type=known_error_type(error_type) or f"http_{resp.status}",
+                             retry_after_s=retry_after)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
@@ -221,15 +224,17 @@ def _parse_block(block: bytes) -> tuple[str | None, bytes | None]:
 
 
 def _error_message(raw: bytes, *, raw_excerpt: bool = True) -> tuple[str, str]:
-    """The message and type from an OpenAI- or Anthropic-shaped error body, else a bounded raw excerpt
-    (or nothing, with `raw_excerpt=False`)."""
+    """The message and type from an OpenAI- or Anthropic-shaped error body, else a raw excerpt (or nothing,
+    with `raw_excerpt=False`). Not bounded here: the caller redacts the text, then bounds it (`_MAX_ERROR_BODY`
+    bounds what is read). The type is as the upstream sent it: the caller keeps it only if it is known."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return (raw[:200].decode(errors="replace").strip() if raw_excerpt else ""), ""
+        return (raw.decode(errors="replace").strip() if raw_excerpt else ""), ""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        return str(err.get("message", ""))[:500], str(err.get("type") or "")
+        kind = err.get("type")
+        return str(err.get("message", "")), kind if type(kind) is str else ""
     return "", ""
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, known_error_type
 from gateway.wire import Json, SSEEvent
 
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -342,8 +342,12 @@ class AnthropicStreamToChatChunks:
         if kind == "message_delta":
             return self._message_delta(data)
         if kind == "error":
-            error = data.get("error") or {}
-            return [SSEEvent({"error": {"message": error.get("message", ""), "type": error.get("type", ""),
+            # The engine ends the attempt on an error event before translating it; if one ever got through,
+            # its type is still a known word (it is free text from upstream).
+            error = data.get("error")
+            error = error if type(error) is dict else {}
+            return [SSEEvent({"error": {"message": error.get("message", ""),
+                                        "type": known_error_type(error.get("type")) or "api_error",
                                         "param": None, "code": None}})]
         return []  # ping, content_block_stop, message_stop, and event types added after this was written
 
