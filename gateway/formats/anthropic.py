@@ -23,6 +23,7 @@ from gateway.formats import (
     check_typed_parts,
     content_info,
     invalid,
+    token_count,
 )
 from gateway.wire import Json, SSEEvent
 
@@ -266,13 +267,16 @@ def inspect(ev: SSEEvent) -> EventInfo:
     if kind in ("ping", "content_block_stop"):
         return NOTHING
     if kind == "message_delta":
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        if type(usage) is not dict:  # not an object of counts: as good as none
+            usage = {}
         reason = (data.get("delta") or {}).get("stop_reason")
-        if usage.get("input_tokens") is None:
-            return EventInfo(output_tokens=usage.get("output_tokens"), finish_reason=reason)
+        if token_count(usage.get("input_tokens")) is None:
+            return EventInfo(output_tokens=token_count(usage.get("output_tokens")), finish_reason=reason)
         return _usage_info(usage, reason)
     if kind == "message_start":
-        return _usage_info((data.get("message") or {}).get("usage") or {}, None)
+        usage = (data.get("message") or {}).get("usage")
+        return _usage_info(usage if type(usage) is dict else {}, None)
     if kind == "content_block_start":
         block = data.get("content_block") or {}
         block_type = block.get("type")
@@ -298,12 +302,14 @@ def inspect(ev: SSEEvent) -> EventInfo:
 
 
 def _usage_info(usage: Json, finish_reason: str | None) -> EventInfo:
-    # Anthropic's input_tokens excludes cache reads and writes; the engine wants every prompt token.
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
+    # Anthropic's input_tokens excludes cache reads and writes; the engine wants every prompt token. A count
+    # that is not one (see `token_count`) is missing: no input count at all if input_tokens is not one.
+    cache_read = token_count(usage.get("cache_read_input_tokens")) or 0
+    cache_write = token_count(usage.get("cache_creation_input_tokens")) or 0
+    input_tokens = token_count(usage.get("input_tokens"))
     return EventInfo(
-        input_tokens=(usage.get("input_tokens") or 0) + cache_read + cache_write,
-        output_tokens=usage.get("output_tokens"),
+        input_tokens=None if input_tokens is None else input_tokens + cache_read + cache_write,
+        output_tokens=token_count(usage.get("output_tokens")),
         cached_input_tokens=cache_read,
         finish_reason=finish_reason,
     )
@@ -347,7 +353,8 @@ class Aggregator:
             self._blocks[data.get("index", len(self._blocks))] = dict(data.get("content_block") or {})
         elif kind == "message_start":
             self._message = dict(data.get("message") or {})
-            self._usage = dict(self._message.get("usage") or {})
+            usage = self._message.get("usage")
+            self._usage = dict(usage) if type(usage) is dict else {}
             for index, block in enumerate(self._message.get("content") or ()):
                 self._blocks[index] = dict(block)
         elif kind == "message_delta":
@@ -355,7 +362,8 @@ class Aggregator:
             for key, value in delta.items():
                 self._message[key] = value
             # message_delta usage is cumulative; a null field means "unchanged", not zero.
-            for key, value in (data.get("usage") or {}).items():
+            usage = data.get("usage")
+            for key, value in (usage.items() if type(usage) is dict else ()):
                 if value is not None:
                     self._usage[key] = value
 
@@ -385,12 +393,13 @@ class Aggregator:
             "content": [self._finish_block(index) for index in sorted(self._blocks)],
             "stop_reason": message.get("stop_reason"),
             "stop_sequence": message.get("stop_sequence"),
+            # Counts as `inspect` reads them: one that is not a count is 0 here, as a missing one is.
             "usage": {
                 **usage,
-                "input_tokens": usage.get("input_tokens") or 0,
-                "output_tokens": usage.get("output_tokens") or 0,
-                "cache_read_input_tokens": usage.get("cache_read_input_tokens") or 0,
-                "cache_creation_input_tokens": usage.get("cache_creation_input_tokens") or 0,
+                "input_tokens": token_count(usage.get("input_tokens")) or 0,
+                "output_tokens": token_count(usage.get("output_tokens")) or 0,
+                "cache_read_input_tokens": token_count(usage.get("cache_read_input_tokens")) or 0,
+                "cache_creation_input_tokens": token_count(usage.get("cache_creation_input_tokens")) or 0,
             },
         }
 

@@ -25,6 +25,7 @@ from gateway.formats import (
     check_typed_parts,
     content_info,
     invalid,
+    token_count,
 )
 from gateway.wire import Json, SSEEvent
 
@@ -264,16 +265,16 @@ def inspect(ev: SSEEvent) -> EventInfo:
             if reason := choice.get("finish_reason"):
                 finish_reason = reason
     usage = data.get("usage")
-    if not usage:
+    if not usage or type(usage) is not dict:  # no usage, or not an object of counts: as good as none
         if finish_reason:
             return EventInfo(content=content, finish_reason=finish_reason, text=text)
         return content_info(text) if content else NOTHING
     details = usage.get("prompt_tokens_details")
     return EventInfo(
         content=content,
-        input_tokens=usage.get("prompt_tokens"),
-        output_tokens=usage.get("completion_tokens"),
-        cached_input_tokens=details.get("cached_tokens") if details else None,
+        input_tokens=token_count(usage.get("prompt_tokens")),
+        output_tokens=token_count(usage.get("completion_tokens")),
+        cached_input_tokens=token_count(details.get("cached_tokens")) if type(details) is dict else None,
         finish_reason=finish_reason,
         text=text,
     )
@@ -352,7 +353,7 @@ class Aggregator:
             self._system_fingerprint = fingerprint
         if service_tier := data.get("service_tier"):
             self._service_tier = service_tier
-        if usage := data.get("usage"):
+        if (usage := data.get("usage")) and type(usage) is dict:
             self._usage = usage
         for choice in data.get("choices") or ():
             self._feed_choice(choice)
@@ -446,15 +447,18 @@ class Aggregator:
         usage = self._usage
         if usage is None:
             return None
-        prompt = usage.get("prompt_tokens") or 0
-        completion = usage.get("completion_tokens") or 0
-        details = usage.get("prompt_tokens_details") or {}
+        # Counts as `inspect` reads them (a count that is not one is 0 here, as a missing one is), so the client's
+        # usage is never a string, negative or absurd, and the total adds up when the provider's does not parse.
+        prompt = token_count(usage.get("prompt_tokens")) or 0
+        completion = token_count(usage.get("completion_tokens")) or 0
+        details = usage.get("prompt_tokens_details")
+        details = details if type(details) is dict else {}
         body: Json = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "total_tokens": usage.get("total_tokens") or prompt + completion,
-            "prompt_tokens_details": {**details, "cached_tokens": details.get("cached_tokens") or 0},
+            "total_tokens": token_count(usage.get("total_tokens")) or prompt + completion,
+            "prompt_tokens_details": {**details, "cached_tokens": token_count(details.get("cached_tokens")) or 0},
         }
-        if completion_details := usage.get("completion_tokens_details"):
+        if (completion_details := usage.get("completion_tokens_details")) and type(completion_details) is dict:
             body["completion_tokens_details"] = completion_details
         return body
