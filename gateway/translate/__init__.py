@@ -48,9 +48,9 @@ def upstream_request(client: WireFormat, provider: WireFormat, body: Json, *, mo
 
 
 def stream_translator(client: WireFormat, provider: WireFormat) -> StreamTranslator:
-    """A fresh translator for one provider stream (the passthrough one is stateless and shared)."""
+    """A fresh translator for one provider stream (the OpenAI passthrough one is stateless and shared)."""
     if client is provider:
-        return passthrough.PASSTHROUGH
+        return passthrough.PASSTHROUGH if provider is WireFormat.OPENAI else passthrough.AnthropicPassthroughStream()
     if provider is WireFormat.ANTHROPIC:
         return openai_via_anthropic.AnthropicStreamToChatChunks()
     return anthropic_via_openai.ChatChunksToAnthropicStream()

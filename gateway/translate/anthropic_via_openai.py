@@ -273,7 +273,9 @@ class ChatChunksToAnthropicStream:
         if self._done:
             return []
         data = ev.data
-        if "error" in data:
+        # Truthy, as the engine reads it (formats.openai.inspect): some servers send `"error": null` in
+        # ordinary chunks, which must not end the client's stream with an error the engine never saw.
+        if data.get("error"):
             self._done = True
             error = data.get("error") or {}
             kind = error.get("type") if error.get("type") in _ANTHROPIC_ERROR_TYPES else "api_error"
