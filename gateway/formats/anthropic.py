@@ -280,6 +280,8 @@ def inspect(ev: SSEEvent) -> EventInfo:
         if type(usage) is not dict:  # not an object of counts: as good as none
             usage = {}
         reason = (data.get("delta") or {}).get("stop_reason")
+        if type(reason) is not str:  # the engine reports it (span attribute, request record): a string only
+            reason = None
         if token_count(usage.get("input_tokens")) is None:
             return EventInfo(output_tokens=token_count(usage.get("output_tokens")), finish_reason=reason)
         return _usage_info(usage, reason)

@@ -261,7 +261,8 @@ def inspect(ev: SSEEvent) -> EventInfo:
                 if function_call := delta.get("function_call"):
                     content = True
                     text += (function_call.get("name") or "") + (function_call.get("arguments") or "")
-            if reason := choice.get("finish_reason"):
+            # A string only: the engine reports it (span attribute, request record) as the finish reason.
+            if (reason := choice.get("finish_reason")) and type(reason) is str:
                 finish_reason = reason
     usage = data.get("usage")
     if not usage or type(usage) is not dict:  # no usage, or not an object of counts: as good as none

@@ -4,6 +4,7 @@ strategies that mangle them frame by frame the way a broken provider (or a broke
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ class Frames:
         async def behave(conn: Conn) -> None:
             await conn.read_request()
             await conn.head()
-            for start, stop in zip(bounds, bounds[1:], strict=False):
+            for start, stop in itertools.pairwise(bounds):
                 await conn.chunk(data[start:stop])
             if self.end == "eof":
                 await conn.end_chunks()
@@ -94,7 +95,9 @@ json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_v
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
     st.text(max_size=8), inner, max_size=3), max_leaves=8)
 # Values a field should not hold, with the likeliest mistakes first.
-wrong_values = st.sampled_from(["12", -5, 1e308, [1], {}, [], None, "", True, 0, "x" * 300, "\r\n"]) | json_values
+# (Copied on each draw: a mangled event may be mangled again, and a shared {} must not change between examples.)
+wrong_values = st.sampled_from(["12", -5, 1e308, [1], {}, [], None, "", True, 0, "x" * 300, "\r\n"]).map(
+    lambda v: orjson.loads(orjson.dumps(v))) | json_values
 known_names = st.sampled_from(["type", "index", "delta", "content_block", "usage", "message", "choices", "text",
                                "content", "tool_calls", "function", "arguments", "finish_reason", "stop_reason",
                                "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens", "error",
