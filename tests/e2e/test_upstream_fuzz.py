@@ -54,6 +54,7 @@ REQUEST_TIMEOUT_S = 10.0
 KINDS = ("openai", "anthropic")
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 _unique = itertools.count()
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
 class ErrorLog(logging.Handler):
@@ -267,7 +268,7 @@ def test_mangled_upstream_streams(fuzz: Fuzz, case: tuple[str, Frames, str, bool
     if cached:  # whatever was stored is served again, in the other mode
         check(fuzz, door, alias, not stream, content)
     assert fuzz.errors.records == [], fuzz.errors.records
-    health = parse_reply(fuzz.run(_exchange(fuzz.port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")))
+    health = parse_reply(fuzz.run(_exchange(fuzz.port, HEALTHZ)))
     assert health.status == 200
 
 
