@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ REQUEST_TIMEOUT_S = 10.0
 KINDS = ("openai", "anthropic")
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 _unique = itertools.count()
+SEEN: Counter[str] = Counter()  # what the fuzz sent and got: reported at the end of the module
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
@@ -66,6 +68,11 @@ class ErrorLog(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "asyncio" and record.getMessage().startswith("Unclosed connection"):
+            # A failed attempt's upstream connection, collected by the GC before anyone closed it: an engine
+            # finding with its own (xfailed) test, test_upstream_findings.py. Counted, reported at the end.
+            SEEN["unclosed upstream connections (engine finding)"] += 1
+            return
         if record.levelno >= logging.ERROR or record.name.startswith("opentelemetry"):
             exc = record.exc_info[1] if record.exc_info else None
             self.records.append(f"{record.name}: {record.getMessage()} {exc!r}")
@@ -147,6 +154,7 @@ def fuzz() -> Iterator[Fuzz]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+        print(f"\nupstream fuzz: {', '.join(f'{k}: {v}' for k, v in sorted(SEEN.items()))}")
 
 
 # --------------------------------------------------------------------------------------- raw HTTP client
@@ -212,7 +220,8 @@ def ask(fuzz: Fuzz, door: str, alias: str, stream: bool, content: str) -> Reply:
 
 # ------------------------------------------------------------------------------------------- properties
 
-def assert_well_formed(reply: Reply, door: str, stream: bool) -> None:
+def assert_well_formed(reply: Reply, door: str, stream: bool) -> str:
+    """Assert the properties; returns how the answer ended, for the figures."""
     content_type = reply.headers.get("content-type", "")
     if reply.status != 200 or not stream or not content_type.startswith("text/event-stream"):
         assert content_type.startswith("application/json"), (reply.status, content_type, reply.body[:300])
@@ -225,28 +234,29 @@ def assert_well_formed(reply: Reply, door: str, stream: bool) -> None:
             assert body["type"] == "message" and isinstance(body["content"], list), body
         else:
             assert body["object"] == "chat.completion" and isinstance(body["choices"][0]["message"], dict), body
-        return
+        return f"json {reply.status}"
     frames = [frame for frame in reply.body.split(b"\n\n") if frame.strip()]
     assert frames, "an empty stream"
     datas = [line[6:] for frame in frames for line in frame.split(b"\n") if line.startswith(b"data: ")]
     assert len(datas) == len(frames), f"a frame without data: {frames[:5]!r}"
     if door == "openai":
         assert datas[-1] == b"[DONE]", f"stream does not end with [DONE]: {datas[-3:]!r}"
-        for data in datas[:-1]:
-            assert isinstance(orjson.loads(data), dict)
-        return
+        chunks = [orjson.loads(data) for data in datas[:-1]]
+        assert all(isinstance(chunk, dict) for chunk in chunks)
+        return "stream 200, error event" if chunks and "error" in chunks[-1] else "stream 200, [DONE]"
     events = [orjson.loads(data) for data in datas]
     names = [frame.split(b"\n", 1)[0] for frame in frames]
     assert all(name.startswith(b"event: ") and b"\r" not in name for name in names), names
     last = events[-1]
     assert last.get("type") in ("message_stop", "error"), f"stream ends with {events[-2:]!r}"
     assert names[-1] == b"event: " + last["type"].encode()
+    return f"stream 200, {last['type']}"
 
 
 def check(fuzz: Fuzz, door: str, alias: str, stream: bool, content: str) -> None:
     reply = ask(fuzz, door, alias, stream, content)
     assert reply.status == 200 or reply.status >= 400, reply.status
-    assert_well_formed(reply, door, stream)
+    SEEN[assert_well_formed(reply, door, stream)] += 1
 
 
 @st.composite

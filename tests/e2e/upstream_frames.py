@@ -152,7 +152,7 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
 @st.composite
 def _frame(draw: st.DrawFn, frame: bytes) -> list[bytes]:
     """One base frame, kept or mangled: zero or more frames in its place."""
-    how = draw(st.sampled_from(["keep"] * 6 + ["json", "json", "truncate", "junk", "drop", "twice", "done",
+    how = draw(st.sampled_from(["keep"] * 14 + ["json", "json", "truncate", "junk", "drop", "twice", "done",
                                                 "event", "deep"]))
     if how == "keep" or frame.startswith(b"data: [DONE]"):
         return [frame]
