@@ -130,6 +130,9 @@ class Provider(abc.ABC):
         raw = await _read_bounded(resp.content, _MAX_ERROR_BODY)
         message, error_type = _error_message(raw)
         retry_after = _retry_after(resp.headers.get("retry-after-ms"), resp.headers.get("retry-after"))
+        if retry_after is not None and not retry_after <= 3600:
+            # inf, nan or absurd: as if none was sent (it becomes a cool-down and the client's Retry-After).
+            retry_after = None
         text = f"{self.name}: HTTP {resp.status}" + (f": {message}" if message else "")
         # The type goes to the client as its error type, and to metrics and traces: known words only.
         return ProviderError(classify_status(resp.status), bounded(self.redact(text)), status=resp.status,

@@ -33,6 +33,7 @@ from tests.e2e.rogue_upstream import (
     anthropic_event,
     healthy,
     openai_chunk,
+    respond,
     stream_then,
 )
 from tests.telemetry.prom_text import parse
@@ -177,3 +178,26 @@ async def test_implausible_usage_is_treated_as_missing(env: Env, bad: Any) -> No
     metrics = parse(env.gw.telemetry.metrics_text())
     costs = [value for name, _labels, value in metrics.samples if name.startswith("gateway_cost")]
     assert costs and all(0 < value < 1.0 for value in costs), costs
+
+
+@pytest.mark.parametrize(("header", "value"), [("retry-after", "inf"), ("retry-after-ms", "1e400"),
+                                               ("retry-after", "nan"), ("retry-after", "1e300"),
+                                               ("retry-after", "-5"), ("retry-after-ms", "-inf")])
+async def test_implausible_retry_after_is_treated_as_missing(env: Env, header: str, value: str) -> None:
+    """A 429's wait is another number from upstream: an infinite or absurd one is as if none was sent (it
+    would otherwise reach the client's Retry-After, or fail to become one)."""
+    error = orjson.dumps({"error": {"message": "slow down", "type": "rate_limit_error"}})
+    for rogue in env.rogues.values():
+        rogue.behaviour = respond(429, "application/json", error, extra=[(header, value)])
+    async with aiohttp.ClientSession() as http:
+        for kind in ("openai", "anthropic"):
+            for door in ("openai", "anthropic"):
+                url, headers = ((f"{env.gw.url}/v1/chat/completions", {"authorization": f"Bearer {GATEWAY_KEY}"})
+                                if door == "openai" else (f"{env.gw.url}/v1/messages", {"x-api-key": GATEWAY_KEY}))
+                body = {"model": f"to-{kind}", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+                async with http.post(url, json=body, headers=headers) as resp:
+                    assert resp.status == 429, await resp.text()
+                    assert resp.content_type == "application/json"
+                    wait = resp.headers.get("retry-after")
+                    assert wait is None or (wait.isdigit() and 1 <= int(wait) <= 3600), wait
+                env.gw.gateway.runtime._cooldown_until.clear()  # the next request reaches the rogue again
