@@ -1,10 +1,11 @@
 """A provider's key never reaches a client, a log line or a trace, whatever the upstream echoes and wherever.
 
 A rogue upstream of each kind echoes its key in every place an error can carry text: the message of an HTTP
-error body (401 and 500), a plain-text 500, a 200 JSON error body, an in-stream error event after the first
-token, and a malformed event (which the gateway logs). The error `type` holds the key too. The key sits at
-every offset of the text: each body repeats "<key>y" from offset k, for every k below the repeat's length, so
-every cut the gateway makes (at whatever length) goes through a copy of the key at every position of it.
+error body (401 and 500), a plain-text 500, a 200 JSON error body, an unparseable status line, a wrong content
+type, an in-stream error event after the first token, and a malformed event (which the gateway logs). The
+error `type` holds the key too. The key sits at every offset of the text: each body repeats "<key>y" from
+offset k, for every k below the repeat's length, so every cut the gateway makes (at whatever length) goes
+through a copy of the key at every position of it.
 
 Every cut is made before the door and the mode matter (in the provider adapter, the engine, the formats), so
 by default each offset of each scenario goes through one door x mode pair, the pairs taking turns; with
@@ -40,6 +41,7 @@ from tests.e2e.rogue_upstream import (
     OPENAI_HEAD,
     OPENAI_TOKENS,
     Behaviour,
+    Conn,
     RogueUpstream,
     anthropic_event,
     healthy,
@@ -77,8 +79,15 @@ def scenarios(kind: str, key: str, offset: int) -> dict[str, Behaviour]:
         in_stream = anthropic_event({"type": "error", "error": {"type": kind_text, "message": text}})
         malformed = anthropic_event({"type": "content_block_delta", "pad": text, "index": 0, "delta": "x"})
         head, token = ANTHROPIC_HEAD, ANTHROPIC_TOKENS[0]
+    async def status_line(conn: Conn) -> None:  # unparseable: aiohttp's error quotes the line
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 2x0 " + text.encode() + b"\r\n\r\n")
+        conn.close()
+
     return {
         "401": respond(401, "application/json", error),
+        "status-line": status_line,
+        "content-type": respond(200, "text/html; x=" + text[:400], b"{}"),
         "500": respond(500, "application/json", error),
         "500-text": respond(500, "text/plain", text.encode()),
         "200-json": respond(200, "application/json", error),
