@@ -47,6 +47,14 @@ class RequestLog(Hooks):
     def request_finished(self, record: RequestRecord) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
+        # Runs in the request's `finally`: an exception here (a record field of a type nothing expected, from
+        # an upstream value) would escape the request and answer aiohttp's plain-text 500. Hooks never raise.
+        try:
+            self._log(record)
+        except Exception:
+            self.log.exception("request log line not written")
+
+    def _log(self, record: RequestRecord) -> None:
         winner = record.winner
         fields: dict[str, Any] = {
             "alias": record.route.alias, "door": str(record.door), "stream": record.stream,

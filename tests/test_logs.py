@@ -47,3 +47,16 @@ def test_request_log_carries_the_trace_id_of_the_request_span(caplog: pytest.Log
     telemetry.shutdown_blocking()
     assert caplog.records[0].trace_id == "0af7651916cd43dd8448eb211c80319c"  # type: ignore[attr-defined]
     assert exporter.get_finished_spans()[0].context.trace_id == int("0af7651916cd43dd8448eb211c80319c", 16)
+
+
+def test_request_log_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook runs in the request's `finally`: whatever a record holds, it must not raise (it would escape the
+    request as a plain-text 500). Here a count of the wrong type, as untrusted provider usage once put there."""
+    route = ModelRoute(alias="chat", targets=(Target("p", "m", Price(1, 1)),))
+    record = RequestRecord(route=route, door=WireFormat.OPENAI, stream=False, started=0.0, latency_s=0.1)
+    attempt = Attempt(index=0, target=route.targets[0], launch=Launch.PRIMARY, started=0.0, input_estimate=10,
+                      outcome=Outcome.WON, input_tokens="12", output_tokens=5)  # type: ignore[arg-type]
+    record.attempts.append(attempt)
+    with caplog.at_level(logging.INFO, logger="gateway.request"):
+        RequestLog().request_finished(record)
+    assert [r.getMessage() for r in caplog.records] == ["request log line not written"]

@@ -135,3 +135,31 @@ async def test_a_client_that_never_reads_its_answer_is_let_go(env: Env) -> None:
         assert await wait_until(lambda: env.r.gateway.in_flight == 0, 2.5), "still writing to a client that never reads"
     finally:
         writer.transport.abort()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "telemetry: FileSpanHooks (the hooks of the default deployment, spans to traces_file) do not keep the "
+    "Hooks contract 'must not raise'. attempt_finished and request_finished guard the metrics (super() catches "
+    "everything) but then build span attributes unguarded (span_attributes.attempt_end computes cost_usd and "
+    "billed tokens from the attempt), in the handler's `finally`: an exception there escapes the request's "
+    "TaskGroup as aiohttp's plain-text 500 (the independent fuzzer's 9 plain 500s came this way from a string "
+    "token count, now refused by the formats). Fix: wrap the span building in try/except + log.exception, as "
+    "TelemetryHooks does."))
+def test_file_span_hooks_never_raise(tmp_path: Any) -> None:
+    from gateway.config.model import ModelRoute, Price, Target, TelemetryConfig
+    from gateway.engine import RequestRecord
+    from gateway.engine.attempt import Attempt, Launch, Outcome
+    from gateway.telemetry import setup_telemetry
+    from gateway.wire import WireFormat
+
+    hooks = setup_telemetry(TelemetryConfig(traces_file=str(tmp_path / "traces.jsonl")), {}).hooks
+    route = ModelRoute(alias="chat", targets=(Target("p", "m", Price(1, 1)),))
+    record = RequestRecord(route=route, door=WireFormat.OPENAI, stream=False, started=0.0)
+    attempt = Attempt(index=0, target=route.targets[0], launch=Launch.PRIMARY, started=0.0, input_estimate=1)
+    record.attempts.append(attempt)
+    hooks.request_started(record)
+    hooks.attempt_started(record, attempt)
+    attempt.outcome, attempt.ended = Outcome.WON, 0.1
+    attempt.input_tokens = "12"  # type: ignore[assignment]  # a value of the wrong type, however it got there
+    hooks.attempt_finished(record, attempt)
+    hooks.request_finished(record)

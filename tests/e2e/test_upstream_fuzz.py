@@ -36,8 +36,6 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.config import parse_config
 from gateway.engine.hooks import CompositeHooks
@@ -90,7 +88,7 @@ class Fuzz:
 
 
 @pytest.fixture(scope="module")
-def fuzz() -> Iterator[Fuzz]:
+def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="upstream-fuzz", daemon=True)
     thread.start()
@@ -113,11 +111,12 @@ def fuzz() -> Iterator[Fuzz]:
             **{f"cached-{kind}": {"targets": [{"provider": f"rogue-{kind}", "model": "m"}], "hedge": "off",
                                   "cache": {"ttl_s": 600, "always": True, "max_entries": 100_000}}
                for kind in KINDS}},
-        "telemetry": {"traces_file": ""},
+        # The default deployment: spans written as JSON lines straight from the engine's records.
+        "telemetry": {"traces_file": str(tmp_path_factory.mktemp("upstream-fuzz") / "traces.jsonl")},
     }, {})
-    # Spans (kept in memory) and metrics, and the request log written as `gateway serve` writes it (to
-    # /dev/null, not through pytest's log capture, which would cost more than the request): all fuzzed too.
-    telemetry = setup_telemetry(config.telemetry, {}, span_processors=[SimpleSpanProcessor(InMemorySpanExporter())])
+    # Spans, metrics, and the request log written as `gateway serve` writes it (to /dev/null, not through
+    # pytest's log capture, which would cost more than the request): all fuzzed too.
+    telemetry = setup_telemetry(config.telemetry, {})
     telemetry.hooks = CompositeHooks(RequestLog(), telemetry.hooks)
     request_log = logging.getLogger("gateway.request")
     sink = open(os.devnull, "w")  # noqa: SIM115  (closed at the end of the module)
