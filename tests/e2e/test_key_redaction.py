@@ -39,6 +39,7 @@ from tests.e2e.rogue_upstream import (
     ANTHROPIC_HEAD,
     ANTHROPIC_TOKENS,
     OPENAI_HEAD,
+    OPENAI_TAIL,
     OPENAI_TOKENS,
     Behaviour,
     Conn,
@@ -178,3 +179,21 @@ async def test_no_piece_of_the_key_escapes(env: Env, kind: str, caplog: pytest.L
         check(f"span {span.name}", span.to_json())
     check("metrics", env.gw.telemetry.metrics_text())
     assert not leaks, f"{len(leaks)} leaks, e.g.:\n" + "\n".join(leaks[:10])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine/telemetry: the model name a provider's stream reports is traced as it is. attempt.py _model_of takes "
+    "any string from an event's `model` (or `message.model`) as Attempt.response_model, and span_attributes "
+    "writes it as gen_ai.response.model: neither redacts it (AttemptStream has provider.redact) nor bounds its "
+    "length. Fix: `self._redact(model)[:200]` where _model_of's result is stored (or in span_attributes)."))
+async def test_a_model_name_that_echoes_the_key_is_not_traced(env: Env) -> None:
+    key = KEYS["openai"]
+    head = b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": key,
+                                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]})
+    env.rogues["openai"].behaviour = stream_then([head + b"\n\n", *OPENAI_TOKENS, OPENAI_TAIL], "eof")
+    async with aiohttp.ClientSession() as http:
+        status, _ = await ask(http, env, "openai", "to-openai", False)
+    assert status == 200
+    await env.gw.finished.wait_for(1)
+    spans = [span.to_json() for span in env.spans.get_finished_spans()]
+    assert spans and not [p for p in pieces(key) for text in spans if p in text]
