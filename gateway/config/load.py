@@ -150,7 +150,8 @@ def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
 
 
 def _parse_server(s: _Section) -> ServerConfig:
-    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header", "limits", "shutdown_grace_s", "admin_key")
+    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header", "limits", "shutdown_grace_s", "admin_key",
+           "header_timeout_s", "body_timeout_s", "idle_timeout_s")
     raw_keys = s.data.get("api_keys") or []
     if not isinstance(raw_keys, list):
         raise ConfigError(s.at("api_keys"), "must be a list of keys (strings, or {key, name, limits})")
@@ -174,6 +175,10 @@ def _parse_server(s: _Section) -> ServerConfig:
         limits=_parse_limits(s.section("limits")),
         shutdown_grace_s=s.number("shutdown_grace_s", 30.0, minimum=0),
         admin_key=s.string("admin_key", ""),
+        # Zero would mean "no bound" in some servers and "close at once" in others: neither is wanted here.
+        header_timeout_s=s.number("header_timeout_s", 10.0, minimum=0.001, maximum=3600),
+        body_timeout_s=s.number("body_timeout_s", 60.0, minimum=0.001, maximum=3600),
+        idle_timeout_s=s.number("idle_timeout_s", 75.0, minimum=0.001, maximum=86400),
     )
 
 

@@ -37,6 +37,11 @@ class ServerConfig:
     limits: RateLimitOptions = RateLimitOptions()  # per gateway key, unless the key has its own
     shutdown_grace_s: float = 30.0  # SIGTERM: in-flight requests and streams get this long to finish
     admin_key: str = field(default="", repr=False)  # non-empty: enables POST /admin/reload with this bearer key
+    # Time bounds on reading a request, so a slow or silent client cannot hold a connection (and, for a body,
+    # a slot in the in-flight count that reload retirement and the drain wait for) forever.
+    header_timeout_s: float = 10.0  # from connect, or a keep-alive request's first byte, to its complete head
+    body_timeout_s: float = 60.0  # to read the whole body, once the head is in
+    idle_timeout_s: float = 75.0  # a keep-alive connection with no new request is closed after this long
 
     @property
     def api_keys(self) -> tuple[str, ...]:

@@ -110,6 +110,9 @@ class AttemptRun:
                     return await self.until_content()
                 return await self._aggregate(aggregator())
         except ProviderError as exc:
+            # Close at once: a provider that reported an error in its stream (or sent garbage) may keep the
+            # connection open and generating; the error kept on the attempt must not hold it alive either.
+            await self.aclose()
             return exc
         except TimeoutError:
             await self.aclose()
@@ -210,8 +213,8 @@ class AttemptRun:
     def _account(self, ev: SSEEvent) -> None:
         """Usage, finish, first token and in-stream errors of one provider event."""
         info = self._inspect(ev)
-        if self.response_model is None:
-            self.response_model = _model_of(ev.data)
+        if self.response_model is None and (model := _model_of(ev.data)) is not None:
+            self.response_model = self._provider.redact(model)[:200]  # upstream text, traced: never the key
         if info.error is not None:
             err_type, message = info.error
             raise ProviderError(FailureKind.FAULT, self._provider.redact(f"{self.provider}: {err_type}: {message}")

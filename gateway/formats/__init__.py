@@ -36,6 +36,20 @@ class EventInfo:
     text: str = ""  # generated text/arguments carried, to estimate tokens when a stream is cut
 
 
+# Token counts a provider may report. Bigger is no real count (context windows are a few million tokens) and
+# would turn into an absurd cost; such a count, and any count that is not a non-negative int, is treated as
+# missing: the engine then estimates it, and flags the attempt's usage as estimated.
+MAX_TOKENS = 100_000_000
+
+
+def token_count(value: object) -> int | None:
+    """`value` if it is a plausible token count, else None. `type(...) is int`: a bool is an int subclass,
+    and "12", 12.0 or 1e308 are not counts (they would break the sums and the cost downstream)."""
+    if type(value) is int and 0 <= value < MAX_TOKENS:
+        return value
+    return None
+
+
 # Shared by every event that means nothing to the engine (pings, role-only chunks, block stops...):
 # `inspect` returns this constant instead of building an object per chunk.
 NOTHING = EventInfo()
@@ -220,9 +234,14 @@ def check_nesting(body: object, limit: int = MAX_NESTING) -> None:
     """Raise a 400 if arrays/objects nest deeper than `limit` levels (the body itself is level 1).
 
     The gateway's own limit, so its own words: neither API documents one."""
-    if (type(body) is dict or type(body) is list) and not _nests_within(body, limit - 1):
+    if not nests_within(body, limit):
         raise GatewayError(400, f"request body is nested more than {limit} levels deep",
                            type="invalid_request_error")
+
+
+def nests_within(value: object, limit: int) -> bool:
+    """Whether arrays/objects in `value` nest at most `limit` levels (`value` itself is level 1)."""
+    return not (type(value) is dict or type(value) is list) or _nests_within(value, limit - 1)
 
 
 def _nests_within(value: dict[str, object] | list[object], budget: int) -> bool:

@@ -92,9 +92,11 @@ async def reload_config(app: web.Application) -> str | None:
     except ConfigError as exc:
         log.error("config reload rejected, still serving the previous config: %s", exc)
         return str(exc)
-    old = holder.current.config.server
-    if (config.server.host, config.server.port, config.server.max_body_mb) != (old.host, old.port, old.max_body_mb):
-        log.warning("server.host, server.port and server.max_body_mb changes take effect at the next restart")
+    old, new = holder.current.config.server, config.server
+    # Read once, when the server starts listening (body_timeout_s, read per request, follows a reload).
+    at_start = ("host", "port", "max_body_mb", "header_timeout_s", "idle_timeout_s")
+    if changed := [name for name in at_start if getattr(new, name) != getattr(old, name)]:
+        log.warning("%s: changes take effect at the next restart", ", ".join(f"server.{name}" for name in changed))
     holder.swap(holder.current.successor(config))
     log.info("config reloaded from %s (%d models, %d providers)", path, len(config.models), len(config.providers))
     return None

@@ -18,7 +18,7 @@ from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.server.admission import admit
 from gateway.server.gateway import current_gateway
 from gateway.server.scope import RequestScope
-from gateway.server.writing import write_json, write_replay, write_stream
+from gateway.server.writing import write_body, write_json, write_replay, write_stream
 from gateway.wire import Json
 
 _JSON = "application/json"
@@ -80,9 +80,8 @@ async def coalesced(scope: RequestScope, body: Json, key: str,
         answer = await coalescer.run(key, lambda: flight(scope, body, key))
     except GatewayError as err:
         return scope.error_response(err)  # the flight recorded it
-    scope.responded = True
-    return web.Response(body=first_body(answer), content_type=_JSON,
-                        headers={**dict(answer.headers), **scope.headers(), "x-gateway-cache": "miss"})
+    return await write_body(scope, first_body(answer), {**dict(answer.headers), **scope.headers(),
+                                                        "x-gateway-cache": "miss"})
 
 
 async def flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:

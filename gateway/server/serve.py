@@ -32,6 +32,7 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     from opentelemetry import trace
 
     from gateway.server.app import build_app, reload_config
+    from gateway.server.connections import GatewayRunner
     from gateway.server.gateway import Gateway
     from gateway.telemetry import setup_telemetry
 
@@ -48,7 +49,8 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     app = build_app(gateway, config_path=config_path)
     # handler_cancellation: a client that disconnects cancels its request, and with it every attempt.
     # shutdown_timeout: on SIGTERM, running requests and streams get this long to finish.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+    # GatewayRunner: bounds on how long a request's head may take, and on idle keep-alive connections.
+    runner = GatewayRunner(app, config.server, handler_cancellation=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None)

@@ -7,15 +7,19 @@ event); the engine settles the attempt behind a streamed winner itself, when its
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 from aiohttp import web
 
 from gateway.engine import StreamBroken, StreamingWinner
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ProviderError
+from gateway.formats import Aggregator
 from gateway.policies.cache import CachedAnswer
 from gateway.server.scope import RequestScope
 from gateway.wire import Json, SSEEvent
+
+log = logging.getLogger("gateway.server")
 
 _JSON = "application/json"
 # After the deadline cut a stream, the error event still gets this long to reach a client that is not reading.
@@ -27,33 +31,48 @@ def _sse_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 async def write_json(scope: RequestScope, body: Json, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.Response(body=orjson.dumps(body), content_type=_JSON, headers=headers)
+    return await write_body(scope, orjson.dumps(body), headers)
+
+
+async def write_body(scope: RequestScope, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """A JSON answer, written here (not after the handler returns) so the request ends with its last byte."""
+    resp = web.Response(body=body, content_type=_JSON, headers=headers)
     try:
-        await resp.prepare(scope.request)
-        await resp.write_eof()
+        async with asyncio.timeout_at(_write_deadline(scope)):  # a client that does not read cannot hold it
+            await resp.prepare(scope.request)
+            await resp.write_eof()
     except ConnectionResetError:
         scope.client_left()
+    except TimeoutError:
+        scope.record.fail(499, "client_not_reading")
     scope.responded = True
     return resp
+
+
+def _write_deadline(scope: RequestScope) -> float:
+    """Writing an answer is bounded by the request's deadline, with at least `_TAIL_WRITE_S` to do it."""
+    return max(scope.deadline, asyncio.get_running_loop().time() + _TAIL_WRITE_S)
 
 
 async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, how: str) -> web.StreamResponse:
     """A stored answer (a cache hit, or the answer of the identical request this one joined)."""
     headers = {**dict(answer.headers), **scope.headers(), "x-gateway-cache": how}
     if not scope.record.stream:
-        scope.responded = True
-        return web.Response(body=answer.body, content_type=_JSON, headers=headers)
+        return await write_body(scope, answer.body, headers)
     codec = scope.codec
     resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
     keep_usage = codec.wants_usage(body)
     events = codec.replay(orjson.loads(answer.body))
     try:
-        await resp.prepare(scope.request)
-        await resp.write(b"".join(codec.encode_event(ev) for ev in events if keep_usage or not codec.is_usage_only(ev))
-                         + codec.stream_end)
-        await resp.write_eof()
+        async with asyncio.timeout_at(_write_deadline(scope)):
+            await resp.prepare(scope.request)
+            await resp.write(b"".join(codec.encode_event(ev) for ev in events
+                                      if keep_usage or not codec.is_usage_only(ev)) + codec.stream_end)
+            await resp.write_eof()
     except ConnectionResetError:
         scope.client_left()
+    except TimeoutError:
+        scope.record.fail(499, "client_not_reading")
     scope.responded = True
     return resp
 
@@ -91,10 +110,7 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
             scope.client_left()
             tail = b""
     if aggregator is not None and store_key is not None and scope.record.status == 200:
-        target = winner.target
-        await scope.gw.answers.put(scope.record.alias, store_key, CachedAnswer(
-            orjson.dumps(aggregator.result()), target.provider, target.model,
-            tuple((k, v) for k, v in headers.items() if k != "x-gateway-request-id")))
+        await _store(scope, store_key, aggregator, winner, headers)
     scope.responded = True
     if not resp.prepared:  # the client left before anything was sent
         return resp
@@ -109,3 +125,17 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
     except TimeoutError:
         pass  # the status says what ended the stream (e.g. the deadline: 504); the client is not reading
     return resp
+
+
+async def _store(scope: RequestScope, key: str, aggregator: Aggregator, winner: StreamingWinner,
+                 headers: dict[str, str]) -> None:
+    """The streamed answer, aggregated, for the next identical request. The client has its whole stream: an
+    answer that cannot be assembled or written is not cached, and changes nothing for this request."""
+    try:
+        body = orjson.dumps(aggregator.result())
+    except (ProviderError, orjson.JSONEncodeError):
+        log.warning("streamed answer of %s not cached: it cannot be assembled", winner.target.label)
+        return
+    await scope.gw.answers.put(scope.record.alias, key, CachedAnswer(
+        body, winner.target.provider, winner.target.model,
+        tuple((k, v) for k, v in headers.items() if k != "x-gateway-request-id")))

@@ -113,7 +113,7 @@ class _AnthropicToAnthropic:
         return passthrough.anthropic_request(body, model=model, default_max_tokens=default_max_tokens)
 
     def stream(self) -> StreamTranslator:
-        return passthrough.PASSTHROUGH
+        return passthrough.AnthropicPassthroughStream()  # ends the client's stream with exactly one message_stop
 
     def dropped_fields(self, body: Json) -> tuple[str, ...]:
         return ()

@@ -62,3 +62,32 @@ class PassthroughStream:
 
 
 PASSTHROUGH = PassthroughStream()
+
+
+_MESSAGE_STOP = "message_stop"
+
+
+class AnthropicPassthroughStream:
+    """Anthropic to Anthropic: each event as it came, except that the client's stream always ends with one
+    `message_stop` and nothing after it. A provider that ends its stream after `message_delta` (the stop
+    reason: a complete answer to the engine) without `message_stop` would otherwise leave the client's
+    stream with no end (the SDK waits for it); events after `message_stop` would follow the end.
+    One per stream (it keeps that one bit of state), unlike the shared `PASSTHROUGH`."""
+
+    __slots__ = ("_stopped",)
+
+    def __init__(self) -> None:
+        self._stopped = False
+
+    def feed(self, ev: SSEEvent) -> list[SSEEvent]:
+        if self._stopped:
+            return []
+        if ev.data.get("type") == _MESSAGE_STOP:
+            self._stopped = True
+        return [ev]
+
+    def finish(self) -> list[SSEEvent]:
+        if self._stopped:
+            return []
+        self._stopped = True
+        return [SSEEvent({"type": _MESSAGE_STOP}, _MESSAGE_STOP)]

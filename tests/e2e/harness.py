@@ -16,6 +16,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.logs import RequestLog
 from gateway.server import Gateway, build_app
+from gateway.server.connections import GatewayRunner
 from gateway.telemetry import Telemetry
 from tests.polling import NotYet, eventually
 
@@ -58,6 +59,7 @@ class Running(SdkClients):
     # really called (e.g. the paths a CLI probes at startup), which the request hooks only see for chat calls.
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     telemetry: Telemetry | None = None  # when `running` was given one: GET /metrics serves it
+    runner: web.AppRunner | None = None  # for tests that look at the server's open connections
 
 
 class Upstream(Protocol):
@@ -107,12 +109,12 @@ async def running(config: GatewayConfig, *, telemetry: Telemetry | None = None,
 
     app = build_app(gateway)
     app.on_response_prepare.append(record)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = GatewayRunner(app, config.server, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen, telemetry)
+        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen, telemetry, runner)
     finally:
         await runner.cleanup()

@@ -173,8 +173,7 @@ async def test_malformed_json_after_good_events_yields_the_good_ones_first() -> 
 
 
 @pytest.mark.parametrize("payload", [b"[1, 2]", b"42", b'"text"', b"true",
-                                     pytest.param(b"null", marks=pytest.mark.xfail(
-                                         strict=True, reason="JSON null is reported as malformed JSON"))])
+                                     b"null"])
 async def test_json_that_is_not_an_object_is_a_fault(payload: bytes) -> None:
     got, err = await batches_then_error(Chunks(data({"n": 1}) + b"data: " + payload + b"\n\n"))
     assert got == [[ev(1)]]
@@ -222,15 +221,12 @@ async def test_a_complete_event_over_the_bound_in_one_read_fails() -> None:
     assert "larger than 1 MiB" in err.message
 
 
-@pytest.mark.xfail(strict=True, reason="an oversized event drops the good events of the same read (unlike bad JSON)")
 async def test_good_events_before_an_oversized_one_in_the_same_read_are_yielded_first() -> None:
     got, err = await batches_then_error(Chunks(data({"n": 1}) + b"data: " + b"1" * (_MAX_EVENT + 1) + b"\n\n"))
     assert "larger than 1 MiB" in err.message
     assert got == [[ev(1)]]
 
 
-@pytest.mark.xfail(strict=True, reason="the start of an oversized unfinished event drops the complete events "
-                                       "before it in the same read")
 async def test_good_events_before_an_oversized_unfinished_one_in_the_same_read_are_yielded_first() -> None:
     got, err = await batches_then_error(Chunks(data({"n": 1}) + b"data: " + b"1" * (_MAX_EVENT + 1)))
     assert "larger than 1 MiB" in err.message
