@@ -25,7 +25,7 @@ from gateway.engine.attempt import AttemptRun, skipped
 from gateway.engine.hooks import HedgeSkipped
 from gateway.engine.prefill import mark_upstream, prefill_style, prefilled_body, split_trailing_whitespace
 from gateway.engine.race import StreamBroken, StreamingWinner
-from gateway.engine.records import Attempt, Launch, Outcome
+from gateway.engine.records import CHARS_PER_TOKEN, Attempt, Launch, Outcome
 from gateway.engine.splice import Cut, Splicer, splicer_for
 from gateway.errors import FailureKind, ProviderError
 from gateway.formats.codecs import codec_for
@@ -121,7 +121,10 @@ class ResumingStream(StreamingWinner):
             if not self._race.rt.resume_budget(self._race.route).try_spend():
                 self._race.rt.hooks.hedge_skipped(HedgeSkipped(record.request_id, record.alias, "resume_budget"))
                 return False
-            launched = launch_resume(self._race, cut, self._failed_providers, self._carried[1])
+            # The output so far: what was billed, or the text's estimate where a provider reported less (an
+            # Anthropic stream cut before its message_delta has reported only message_start's 1 token).
+            used = max(self._carried[1], -(-len(cut.text) // CHARS_PER_TOKEN))
+            launched = launch_resume(self._race, cut, self._failed_providers, used)
             if launched is None:
                 return False
             run, strip = launched
