@@ -91,10 +91,10 @@ async def test_openai_sdk_reads_a_resumed_stream_as_one_answer(make: Any, primar
 @pytest.mark.parametrize(("primary", "backup"), KINDS)
 async def test_anthropic_sdk_reads_a_resumed_stream_as_one_answer(make: Any, primary: str, backup: str) -> None:
     r = await make(primary, BROKEN, backup, {"resume": {"max": 1}})
-    async with r.anthropic() as client:
-        async with client.messages.stream(model="chat", max_tokens=200, messages=MESSAGES) as stream:
-            text = "".join([piece async for piece in stream.text_stream])
-            message = await stream.get_final_message()
+    async with r.anthropic() as client, client.messages.stream(model="chat", max_tokens=200,
+                                                                messages=MESSAGES) as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+        message = await stream.get_final_message()
     assert text == answer_text(TOKENS)
     assert len(message.content) == 1 and message.content[0].type == "text"
     assert message.content[0].text == answer_text(TOKENS)
@@ -109,9 +109,9 @@ async def test_a_stalled_primary_is_resumed_long_before_its_timeout(make: Any) -
     r = await make("openai", stall, "anthropic", {"resume": "on", "stream_stall_ms": 300})
     loop = asyncio.get_running_loop()
     start = loop.time()
-    async with r.anthropic() as client:
-        async with client.messages.stream(model="chat", max_tokens=200, messages=MESSAGES) as stream:
-            message = await stream.get_final_message()
+    async with r.anthropic() as client, client.messages.stream(model="chat", max_tokens=200,
+                                                                messages=MESSAGES) as stream:
+        message = await stream.get_final_message()
     assert message.content[0].type == "text" and message.content[0].text == answer_text(TOKENS)
     assert loop.time() - start < 5.0  # the stall is 20 s
     record = r.collect.records[-1]
