@@ -27,7 +27,7 @@ from gateway.engine.prefill import mark_upstream, prefill_style, prefilled_body,
 from gateway.engine.race import StreamBroken, StreamingWinner
 from gateway.engine.records import CHARS_PER_TOKEN, Attempt, Launch, Outcome
 from gateway.engine.splice import Cut, Splicer, splicer_for
-from gateway.errors import FailureKind, ProviderError
+from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
 from gateway.providers import UpstreamRequest
 from gateway.translate import translation
@@ -36,6 +36,8 @@ from gateway.wire import SSEEvent, WireFormat
 if TYPE_CHECKING:
     from gateway.config.model import Target
     from gateway.engine.race import _Race
+    from gateway.policies.breaker import Permit
+    from gateway.policies.bulkhead import Bulkhead
 
 log = logging.getLogger("gateway.engine")
 
@@ -50,8 +52,9 @@ class ResumingStream(StreamingWinner):
         route = race.route
         self._race = race
         self._stall_s = None if route.stream_stall_ms is None else route.stream_stall_ms / 1000
-        self._resumes_left = route.resume_max
-        self._splicer: Splicer = splicer_for(race.record.door)
+        splicer = splicer_for(race.record.door)
+        self._splicer: Splicer = splicer if splicer is not None else _NO_SPLICE
+        self._resumes_left = route.resume_max if splicer is not None else 0  # stall detection still applies
         self._splicer.see(head)
         self._carried = (0, 0)  # tokens billed by the stream's failed attempts: added to the final usage
         self._failed_providers: set[str] = set()
@@ -173,14 +176,33 @@ class ResumingStream(StreamingWinner):
                          carried_out + attempt.billed_output_tokens)
 
 
+class _NoSplice:
+    """For a door whose stream no splicer knows: nothing tracked, never resumable."""
+
+    def see(self, events: list[SSEEvent]) -> None:
+        pass
+
+    def cut(self) -> Cut:
+        return Cut("", "unsupported_format")
+
+    def begin(self, carried_input: int, carried_output: int, strip: str) -> None:
+        pass
+
+    def splice(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        return events
+
+
+_NO_SPLICE = _NoSplice()
+
+
 def launch_resume(race: _Race, cut: Cut, exclude: set[str], output_used: int) -> tuple[AttemptRun, str] | None:
     """Start a resume attempt on the first admissible target, in priority order, that can continue `cut`'s
     text and is not one of `exclude` (the providers that failed this stream); the client's output limit is
-    lowered by `output_used`, the tokens already generated. Returns the attempt and the
-    whitespace its prefill left out. Targets that cannot continue a prefill are passed over unrecorded;
-    open breakers, cool-downs and busy providers are recorded as skipped attempts, like any launch's."""
-    rt, record, route = race.rt, race.record, race.route
-    for target in route.targets:
+    lowered by `output_used`, the tokens already generated. Returns the attempt and the whitespace its
+    prefill left out. Targets that cannot continue a prefill are passed over unrecorded; open breakers,
+    cool-downs and busy providers are recorded as skipped attempts, like any launch's."""
+    rt, record = race.rt, race.record
+    for target in race.route.targets:
         if target.provider in exclude:
             continue
         provider = rt.providers[target.provider]
@@ -192,45 +214,56 @@ def launch_resume(race: _Race, cut: Cut, exclude: set[str], output_used: int) ->
         typical = rt.typical_latency_s(target, True)
         if typical is not None and race.deadline - race.loop.time() < typical:
             continue  # its first token would come after the deadline
-        index = record.attempts_launched
-        if rt.cooling_down(target):
-            _skip(race, index, target, "rate_limited")
-            continue
-        breaker = rt.breakers[target.provider]
-        permit = breaker.try_acquire()
-        breaker_state = str(breaker.state)
-        if permit is None:
-            _skip(race, index, target, "breaker_open")
-            continue
-        bulkhead = rt.bulkheads.get(target.provider)
-        if bulkhead is not None and not bulkhead.try_acquire():
-            permit.release()  # the client is waiting mid-stream: no queueing
-            _skip(race, index, target, "provider_busy")
-            continue
         text, strip = split_trailing_whitespace(cut.text, style)
-        if not text:
+        if not text:  # nothing to prefill (whitespace, or no text yet): the same request again
             strip = cut.text
         body = race.body if not text else prefilled_body(race.body, record.door, text,
                                                          max_tokens_used=output_used)
-        pair = translation(record.door, fmt)
         if body is None:
-            permit.release()
-            if bulkhead is not None:
-                bulkhead.release()
-            return None
-        upstream = mark_upstream(pair.request(body, model=target.model,
-                                              default_max_tokens=route.default_max_tokens), style)
-        endpoint = "chat" if fmt is provider.kind else str(fmt)
+            return None  # the client's own last assistant turn cannot be extended
+        pair = translation(record.door, fmt)
+        try:
+            upstream = mark_upstream(pair.request(body, model=target.model,
+                                                  default_max_tokens=race.route.default_max_tokens), style)
+        except GatewayError:
+            continue  # this request cannot be expressed for that target
+        admitted = _admit(race, target)
+        if admitted is None:
+            continue
+        permit, breaker_state, bulkhead = admitted
+        index = record.attempts_launched
         record.attempts_launched += 1
         run = AttemptRun(record, index, target, Launch.RESUME, provider=provider,
                          upstream=UpstreamRequest(upstream, race.forward_headers if pair.same_format else {},
-                                                  pair.dropped_fields(body), endpoint),
+                                                  pair.dropped_fields(body),
+                                                  "chat" if fmt is provider.kind else str(fmt)),
                          inspect=codec_for(fmt).inspect, translator=pair.stream(), clock=rt.clock, hooks=rt.hooks,
                          permit=permit, breaker_state=breaker_state, input_estimate=race.input_estimate,
                          bulkhead=bulkhead, holds_slot=bulkhead is not None, on_finish=race.attempt_ended)
         race.sent += 1
         return run, strip
     return None
+
+
+def _admit(race: _Race, target: Target) -> tuple[Permit, str, Bulkhead | None] | None:
+    """The target's breaker permit, its state, and its bulkhead slot (taken), or None (recorded as skipped)."""
+    rt = race.rt
+    index = race.record.attempts_launched
+    if rt.cooling_down(target):
+        _skip(race, index, target, "rate_limited")
+        return None
+    breaker = rt.breakers[target.provider]
+    permit = breaker.try_acquire()
+    breaker_state = str(breaker.state)
+    if permit is None:
+        _skip(race, index, target, "breaker_open")
+        return None
+    bulkhead = rt.bulkheads.get(target.provider)
+    if bulkhead is not None and not bulkhead.try_acquire():
+        permit.release()  # the client is waiting mid-stream: no queueing
+        _skip(race, index, target, "provider_busy")
+        return None
+    return permit, breaker_state, bulkhead
 
 
 def _skip(race: _Race, index: int, target: Target, reason: str) -> None:

@@ -44,8 +44,13 @@ class Splicer(Protocol):
         ...
 
 
-def splicer_for(door: WireFormat) -> Splicer:
-    return OpenAISplicer() if door is WireFormat.OPENAI else AnthropicSplicer()
+def splicer_for(door: WireFormat) -> Splicer | None:
+    """The splicer of a door's stream format; None for a format no splicer knows (its streams are not resumed)."""
+    if door is WireFormat.OPENAI:
+        return OpenAISplicer()
+    if door is WireFormat.ANTHROPIC:
+        return AnthropicSplicer()
+    return None
 
 
 class _Whitespace:

@@ -269,3 +269,45 @@ async def test_the_output_limit_is_lowered_by_what_was_generated() -> None:
     b = ContinuingProvider("b", ANTHROPIC)
     await read(runtime(a, b), ANTHROPIC)
     assert b.received[0].body["max_tokens"] == 100 - 6  # 24 characters streamed: 6 estimated tokens
+
+
+async def test_an_open_breaker_is_recorded_as_skipped_and_the_next_target_resumes() -> None:
+    a = ContinuingProvider("a", ANTHROPIC, [Script(break_after=2)])
+    b = ContinuingProvider("b", ANTHROPIC)
+    c = ContinuingProvider("c", ANTHROPIC)
+    rt = runtime(a, b, c)
+    breaker = rt.breakers["b"]
+    for _ in range(breaker.options.fail_max):
+        permit = breaker.try_acquire()
+        assert permit is not None
+        permit.failure()
+    got = await read(rt, ANTHROPIC)
+    assert text_of(ANTHROPIC, got.events) == ANSWER and b.received == []
+    assert [(x.provider, x.launch, x.outcome, x.skip_reason) for x in got.summary.attempts] == [
+        ("a", Launch.PRIMARY, Outcome.WON, None), ("b", Launch.RESUME, Outcome.SKIPPED, "breaker_open"),
+        ("c", Launch.RESUME, Outcome.WON, None)]
+
+
+async def test_a_client_leaving_during_a_resume_cancels_and_settles_the_resume_attempt() -> None:
+    a = ContinuingProvider("a", OPENAI, [Script(break_after=2)])
+    b = ContinuingProvider("b", ANTHROPIC, [Script(ttft_s=5.0)])
+    rt = runtime(a, b)
+    loop = asyncio.get_running_loop()
+    record = RequestRecord(request_id=1, door=OPENAI, started=loop.time(), trace_id=1,
+                           route=rt.config.models["chat"], alias="chat", stream=True)
+
+    async def client() -> None:
+        winner = await Engine(rt).run(record, body_for(OPENAI), tg, loop.time() + 60)
+        async with winner:  # type: ignore[union-attr]
+            async for _ in winner:  # type: ignore[union-attr]
+                pass
+
+    async with asyncio.TaskGroup() as tg:
+        reader = tg.create_task(client())
+        await asyncio.sleep(1.0)  # a broke at 0.12 s; b is 0.9 s into its 5 s to first token
+        assert len(b.received) == 1 and not reader.done()
+        reader.cancel()
+    attempts = {x.provider: x for x in record.attempts}
+    assert attempts["b"].outcome is Outcome.CANCELLED and attempts["b"].launch is Launch.RESUME
+    assert b.received[0].cancelled  # its upstream was closed
+    assert rt.breakers["b"].consecutive_failures == 0  # a cancelled attempt says nothing of its provider
