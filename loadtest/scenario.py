@@ -43,8 +43,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used as a directory and f
 _TOP_KEYS = ("name", "description", "seed", "alias", "providers", "traffic", "changes", "policies", "baseline",
              "hard_timeout_s")
 _PROVIDER_KEYS = ("kind", "model", "price", "profile", "seed", "timeout_s", "connect_timeout_s",
-                  "max_connections", "breaker", "responses")
-_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker", "responses")
+                  "max_connections", "breaker", "responses", "prefill")
+_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker", "responses", "prefill")
 _TRAFFIC_KEYS = ("rate", "duration_s", "count", "request_timeout_s", "stream_share", "anthropic_share",
                  "prompt_tokens", "max_tokens", "door")
 DOORS = ("openai", "anthropic", "responses")

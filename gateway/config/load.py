@@ -204,7 +204,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     for name in s.data:
         p = s.section(str(name))
         p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses")
+               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses", "prefill")
         kind_text = p.string("kind")
         if kind_text not in _PROVIDER_KINDS:  # "responses" is a format a provider may also speak, not a kind
             raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}")
@@ -231,6 +231,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             bulkhead=BulkheadOptions(max_concurrent=None if p.raw("max_concurrent") is None else
                                      p.number("max_concurrent", 0, minimum=1, kind=int)),
             responses=responses,
+            prefill=_parse_prefill(p),
         )
     return out
 
@@ -244,7 +245,7 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
     out: dict[str, ModelRoute] = {}
     for alias in s.data:
         m = s.section(str(alias))
-        m.only("targets", "hedge", "timeout_s", "default_max_tokens", "cache")
+        m.only("targets", "hedge", "timeout_s", "default_max_tokens", "cache", "stream_stall_ms", "resume")
         raw_targets = m.data.get("targets")
         if not isinstance(raw_targets, list) or not raw_targets:
             raise ConfigError(m.at("targets"), "must be a non-empty list")
@@ -267,8 +268,41 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
             timeout_s=None if timeout is None else m.number("timeout_s", 0.0, minimum=0.001),
             default_max_tokens=m.number("default_max_tokens", 4096, minimum=1, kind=int),
             cache=_parse_cache(m),
+            stream_stall_ms=None if m.raw("stream_stall_ms") is None else
+            m.number("stream_stall_ms", 0.0, minimum=1),
+            resume_max=_parse_resume(m),
         )
     return out
+
+
+_PREFILL_STYLES = ("off", "continue_final_message", "prefix")
+
+
+def _parse_prefill(p: _Section) -> str | None:
+    raw = p.raw("prefill")
+    if raw is None:
+        return None
+    if raw is True:
+        return "continue_final_message"
+    if raw is False:
+        return "off"
+    if raw not in _PREFILL_STYLES:
+        raise ConfigError(p.at("prefill"), f"must be true, false, continue_final_message or prefix, got {raw!r}")
+    return str(raw)
+
+
+def _parse_resume(m: _Section) -> int:
+    """`resume: on` (one resume per request), `{max: N}`, or off (the default)."""
+    raw = m.raw("resume")
+    if raw is None or raw is False or raw == "off":
+        return 0
+    if raw is True or raw == "on":
+        return 1
+    if not isinstance(raw, dict):
+        raise ConfigError(m.at("resume"), f"must be on, off or {{max: N}}, got {raw!r}")
+    r = m.section("resume")
+    r.only("max")
+    return r.number("max", 1, minimum=0, maximum=5, kind=int)
 
 
 def _parse_cache(m: _Section) -> CacheOptions | None:

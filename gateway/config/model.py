@@ -66,6 +66,10 @@ class ProviderConfig:
     anthropic_version: str = "2023-06-01"
     bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider
     responses: bool = False  # OpenAI kind: the server also speaks the Responses API (`{base_url}/responses`)
+    # How the provider continues a trailing assistant message (a resumed stream's prefill): None takes the
+    # kind's default (Anthropic: natively; OpenAI-compatible: never), "off" never, "continue_final_message"
+    # (vLLM, Hugging Face chat templates) or "prefix" (DeepSeek, Mistral: `prefix: true` on the message).
+    prefill: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,13 @@ class ModelRoute:
     timeout_s: float | None = None  # whole-request deadline; None: the primary provider's timeout_s
     default_max_tokens: int = 4096  # Anthropic requires max_tokens; used when an OpenAI client sent none
     cache: CacheOptions | None = None  # exact-match response cache for deterministic requests
+    # A committed stream silent for this long is a failed attempt (None: only the provider's timeout_s bounds it).
+    stream_stall_ms: float | None = None
+    resume_max: int = 0  # resumes of a failed or stalled committed stream per request; 0: resume off
+
+    @property
+    def resumes(self) -> bool:
+        return self.resume_max > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,6 +339,10 @@ class _Race:
         rt.record_latency(run.target, record.stream, latency if latency is not None else now - run.started)
         self.cancel_pending(superseded=True)
         if isinstance(result, list):
+            if self.route.resumes or self.route.stream_stall_ms is not None:
+                # Imported here: the resuming stream builds on this module (a StreamingWinner that resumes).
+                from gateway.engine.resume import ResumingStream
+                return ResumingStream(self, run, result, self.sent)
             return StreamingWinner(run, result, self.sent)
         return Completed(run.finish(Outcome.WON), result, self.sent)
 

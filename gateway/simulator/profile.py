@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from gateway.simulator.midstream import AFTER_FIRST_TOKEN, FaultPoint, parse_fault_point
 from gateway.simulator.stats import key_fingerprint
 
 LatencyKind = Literal["fixed", "lognormal", "empirical"]
@@ -129,7 +130,11 @@ class SimProfile:
     error_rate: float = 0.0  # chance a request is answered at once with `error_status`
     error_status: int = 500
     retry_after_s: float = 1.0  # sent as `retry-after` on every 429
-    midstream_error_rate: float = 0.0  # chance a response fails right after its first token
+    midstream_error_rate: float = 0.0  # chance a streamed response fails mid-way (an error event)
+    midstream_error_at: FaultPoint = AFTER_FIRST_TOKEN  # after how many tokens: a number or [lo, hi]
+    midstream_stall_rate: float = 0.0  # chance a streamed response goes silent mid-way for midstream_stall_ms
+    midstream_stall_ms: float = 0.0
+    midstream_stall_at: FaultPoint = AFTER_FIRST_TOKEN
     outages: tuple[Outage, ...] = ()
     outage_status: int = 503
     hang: bool = False  # accept requests and never answer until the client goes away
@@ -139,12 +144,13 @@ class SimProfile:
     def __post_init__(self) -> None:
         if self.output_tokens < 1:
             raise ValueError("output_tokens: must be >= 1")
-        for name in ("stall_prob", "error_rate", "midstream_error_rate"):
+        for name in ("stall_prob", "error_rate", "midstream_error_rate", "midstream_stall_rate"):
             value = getattr(self, name)
             _check_finite(name, value)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: must be between 0 and 1")
         _check_non_negative("stall_ms", self.stall_ms)
+        _check_non_negative("midstream_stall_ms", self.midstream_stall_ms)
         _check_non_negative("retry_after_s", self.retry_after_s)
         for name in ("error_status", "outage_status"):
             if not 400 <= getattr(self, name) <= 599:
@@ -170,6 +176,10 @@ class SimProfile:
             "error_status": self.error_status,
             "retry_after_s": self.retry_after_s,
             "midstream_error_rate": self.midstream_error_rate,
+            "midstream_error_at": self.midstream_error_at.to_plain(),
+            "midstream_stall_rate": self.midstream_stall_rate,
+            "midstream_stall_ms": self.midstream_stall_ms,
+            "midstream_stall_at": self.midstream_stall_at.to_plain(),
             "outages": [[w.start_s, w.end_s] for w in self.outages],
             "outage_status": self.outage_status,
             "hang": self.hang,
@@ -332,6 +342,10 @@ _PROFILE_FIELDS: dict[str, Callable[[str, object], object]] = {
     "error_status": _int,
     "retry_after_s": _number,
     "midstream_error_rate": _number,
+    "midstream_error_at": parse_fault_point,
+    "midstream_stall_rate": _number,
+    "midstream_stall_ms": _number,
+    "midstream_stall_at": parse_fault_point,
     "outages": _parse_outages,
     "outage_status": _int,
     "hang": _bool,

@@ -26,6 +26,7 @@ from gateway.simulator.anthropic_wire import AnthropicDialect, count_tokens_body
 from gateway.simulator.chat import BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
 from gateway.simulator.control import add_uncounted_routes, same_key
 from gateway.simulator.embeddings import embeddings_body, parse_embeddings_request
+from gateway.simulator.midstream import FaultDraws, continue_prefill
 from gateway.simulator.openai_wire import OpenAIDialect
 from gateway.simulator.profile import SimProfile
 from gateway.simulator.responses_wire import ResponsesDialect
@@ -48,6 +49,9 @@ class _Plan:
     units: int  # tokens to send (text tokens, structured-answer tokens, or tool-argument pieces)
     finish: Finish
     midstream_error: bool
+    error_after: int = 1  # tokens sent before the mid-stream error
+    stall_after: int | None = None  # tokens sent before a mid-stream stall of `stall_s`
+    stall_s: float = 0.0
 
 
 class SimulatedProvider:
@@ -62,6 +66,7 @@ class SimulatedProvider:
         self.seed = seed
         self.stats = SimStats()
         self._rng = random.Random(seed)
+        self._faults = FaultDraws(seed)  # where mid-stream faults fall: a random stream of its own
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -115,6 +120,7 @@ class SimulatedProvider:
         """Zero the counters, restart the outage clock and re-seed, so a run after a reset repeats exactly."""
         self.stats.reset()
         self._rng.seed(self.seed)
+        self._faults.reset()
         self._seq = 0
         self._epoch = asyncio.get_running_loop().time()
 
@@ -207,7 +213,8 @@ class SimulatedProvider:
     async def _serve_chat(self, request: web.Request, dialect: Dialect, body: Any, profile: SimProfile,
                           seq: int) -> web.StreamResponse:
         try:
-            chat = dialect.parse_request(body)
+            chat = continue_prefill(dialect.parse_request(body), body, anthropic=dialect is _ANTHROPIC,
+                                    output_tokens=profile.output_tokens)
         except BadRequest as exc:
             return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
         fails, stalls, breaks_midstream = self._draw(profile)
@@ -268,7 +275,11 @@ class SimulatedProvider:
         finish = Finish.STOP
         if chat.max_tokens is not None and chat.max_tokens < units:
             units, finish = chat.max_tokens, Finish.LENGTH
-        return _Plan(first_ms / 1000, units, finish, breaks_midstream)
+        faults = self._faults
+        return _Plan(first_ms / 1000, units, finish, breaks_midstream,
+                     faults.error_after(profile.midstream_error_at, units) if breaks_midstream else 1,
+                     faults.stall_after(profile.midstream_stall_rate, profile.midstream_stall_at, units),
+                     profile.midstream_stall_ms / 1000)
 
     async def _stream(self, request: web.Request, encoder: StreamEncoder, headers: dict[str, str],
                       profile: SimProfile, plan: _Plan, chat: ChatRequest) -> web.StreamResponse:
@@ -295,7 +306,13 @@ class SimulatedProvider:
                         await asyncio.sleep(gap_ms / 1000)
                 out.append(encoder.stream_token(i) if tool is None else encoder.stream_tool_piece(tool[i]))
                 pending += 1
-                if i == 0 and plan.midstream_error:
+                if i + 1 == plan.stall_after:  # silence mid-answer, after what was generated so far is out
+                    await resp.write(b"".join(out))
+                    stats.tokens_sent += pending
+                    out.clear()
+                    pending = 0
+                    await asyncio.sleep(plan.stall_s)
+                if plan.midstream_error and i + 1 == plan.error_after:
                     status = _midstream_status(profile)
                     out.append(encoder.stream_error(status))
                     await resp.write(b"".join(out))
