@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 from gateway.engine.attempt import AttemptRun, skipped
 from gateway.engine.hooks import HedgeSkipped
 from gateway.engine.prefill import mark_upstream, prefill_style, prefilled_body, split_trailing_whitespace
-from gateway.engine.race import StreamBroken, StreamingWinner
 from gateway.engine.records import CHARS_PER_TOKEN, Attempt, Launch, Outcome
 from gateway.engine.splice import Cut, Splicer, splicer_for
+from gateway.engine.winners import StreamBroken, StreamingWinner
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
 from gateway.providers import UpstreamRequest
