@@ -1,4 +1,5 @@
-"""Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest overhead ...`, `... soak ...`."""
+"""Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest fit TRACES ... -o SCENARIO.yaml`,
+`python -m loadtest overhead ...`, `... perf ...`, `... soak ...`."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def apply_overrides(scenario: Scenario, *, duration_s: float | None, rate: float
     traffic = scenario.traffic
     if duration_s is not None:
         traffic = dataclasses.replace(traffic, duration_s=duration_s)
-    if rate is not None:
-        traffic = dataclasses.replace(traffic, rate=rate)
+    if rate is not None:  # a constant rate: it replaces a fitted rate profile too
+        traffic = dataclasses.replace(traffic, rate=rate, rates=())
     chosen = scenario.policies
     if policies:
         known = {p.name for p in scenario.policies}
@@ -142,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return overhead_main(args[1:])
     if args and args[0] == "perf":
         return perf_main(args[1:])
+    if args and args[0] == "fit":
+        from loadtest.fit import fit_main
+
+        return fit_main(args[1:])
     if args and args[0] == "soak":
         from loadtest.soak import main as soak_main
 
