@@ -108,7 +108,8 @@ def _fit_target(timeline: list[tuple[float, RecordedAttempt]]) -> TargetModel:
     won = [a for _, a in sent if a.outcome == "won" and a.error_type is None]
     return TargetModel(
         provider=first.provider, model=first.model, kind=Counter(a.kind for a in attempts).most_common(1)[0][0],
-        index=Counter(a.index for a in attempts).most_common(1)[0][0], price=fit_price(a for _, a in sent),
+        index=Counter(a.index for a in attempts).most_common(1)[0][0],
+        price=fit_price(a for _, a in sent if not _early_failure(a)),  # an HTTP error is not billed
         attempts=len(sent),
         ttft=SurvivalCurve(ttft_samples) if any(s.observed for s in ttft_samples) else None,
         duration=SurvivalCurve(duration_samples) if any(s.observed for s in duration_samples) else None,
