@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the imputed draws (default 1)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="replays of the recording with fresh imputed draws, pooled (default 1)")
+    parser.add_argument("--join", action="store_true",
+                        help="replay all files as one gateway's lifetime (default: each file starts with fresh "
+                             "budgets, latency windows and breakers, as a restarted gateway does)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
 
 
@@ -115,7 +118,7 @@ def tune_alias(recording: Recording, alias: str, config: GatewayConfig | None,
     deadline = (config.deadline_s(route) if config is not None and route is not None
                 else targets[0].timeout_s)
     candidates = parse_candidates(candidates_file if candidates_file is not None else default_blocks(), alias)
-    worlds = [build_world(requests, models, args.seed + i) for i in range(max(1, args.repeats))]
+    worlds = [build_world(requests, models, args.seed + i, join=args.join) for i in range(max(1, args.repeats))]
     results = evaluate(candidates, targets, worlds, deadline)
     goal = (f"TTFT p99 <= {args.target_ttft_p99:g} ms" if args.target_ttft_p99 is not None
             else f"extra cost <= {args.max_extra_cost if args.max_extra_cost is not None else 10:g}%")

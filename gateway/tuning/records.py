@@ -9,6 +9,7 @@ not kept: there is nothing of the providers in them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class RecordedRequest:
     hedged: bool
     cost_usd: float
     attempts: tuple[RecordedAttempt, ...]  # by index
+    segment: int = 0  # the file it was read from: one gateway lifetime, in the recordings the load test makes
 
     @property
     def winner(self) -> RecordedAttempt | None:
@@ -114,7 +116,7 @@ def load_recording(paths: Iterable[str | Path]) -> Recording:
 def build_recording(files: Sequence[SpanFile]) -> Recording:
     recording = Recording()
     offset = 0.0
-    for f in files:
+    for segment, f in enumerate(files):
         requests, skipped = _requests_of(f.spans)
         recording.without_attempts += skipped
         starts = [r.wall_ns for r in requests]
@@ -123,7 +125,7 @@ def build_recording(files: Sequence[SpanFile]) -> Recording:
         recording.files.append(FileInfo(str(f.path), len(requests), first, last, f.bad_lines, span_s))
         for r in requests:
             at = offset + (r.wall_ns - (first or 0)) / 1e9
-            recording.requests.append(_with_time(r, at))
+            recording.requests.append(_with_time(r, at, segment))
         offset += span_s
     recording.requests.sort(key=lambda r: r.at_s)
     return recording
@@ -137,9 +139,8 @@ def _file_span_s(starts: Sequence[int]) -> float:
     return width + width / (len(starts) - 1)
 
 
-def _with_time(r: RecordedRequest, at_s: float) -> RecordedRequest:
-    return RecordedRequest(r.alias, at_s, r.wall_ns, r.door, r.stream, r.status, r.latency_s, r.ttft_s, r.hedged,
-                           r.cost_usd, r.attempts)
+def _with_time(r: RecordedRequest, at_s: float, segment: int) -> RecordedRequest:
+    return dataclasses.replace(r, at_s=at_s, segment=segment)
 
 
 def _requests_of(spans: Sequence[Span]) -> tuple[list[RecordedRequest], int]:

@@ -309,4 +309,8 @@ class Simulation:
 
 
 def simulate(setup: SimSetup, world: Sequence[WorldRequest]) -> list[SimResult]:
-    return Simulation(setup, world).run()
+    """Each segment of the world on its own simulation (fresh budget, trackers, breakers), results in order."""
+    segments: dict[int, list[WorldRequest]] = {}
+    for w in world:
+        segments.setdefault(w.segment, []).append(w)
+    return [r for part in segments.values() for r in Simulation(setup, part).run()]

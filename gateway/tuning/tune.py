@@ -81,6 +81,7 @@ def parse_candidates(policies: Mapping[str, object], alias: str, base: GatewayCo
         if unknown:
             raise ConfigError(f"{name}.{unknown[0]}", "not something tune can vary (it takes hedge and timeout_s)")
         block = route.get("hedge", {})
+        block = OFF if block is False else block  # YAML 1.1 reads a bare `off` as false
         config = _parse(alias, {"hedge": block, **({"timeout_s": route["timeout_s"]} if "timeout_s" in route
                                                     else {})}, name)
         r = config.models[alias]

@@ -51,9 +51,13 @@ class WorldRequest:
     input_estimate: int  # billed for an attempt cut before the provider reported usage
     output_tokens: int
     draws: tuple[Draw, ...]  # by target, in route order
+    segment: int = 0  # replayed with its own, fresh policy state (one gateway lifetime)
 
 
-def build_world(requests: Sequence[RecordedRequest], targets: Sequence[TargetModel], seed: int) -> list[WorldRequest]:
+def build_world(requests: Sequence[RecordedRequest], targets: Sequence[TargetModel], seed: int, *,
+                join: bool = False) -> list[WorldRequest]:
+    """The world of `requests` against `targets`. Each file of the recording is a segment replayed with fresh
+    policy state, as it was recorded (the load test starts a gateway per policy); `join` makes it one."""
     rng = random.Random(f"tune-world-{seed}")
     ratio = _estimate_ratio(requests)
     default_output = _default_output(targets)
@@ -66,7 +70,7 @@ def build_world(requests: Sequence[RecordedRequest], targets: Sequence[TargetMod
                       for t in targets)
         input_tokens = r.input_tokens or 1
         world.append(WorldRequest(r.at_s, r.stream, input_tokens, _input_estimate(r, input_tokens, ratio), output,
-                                  draws))
+                                  draws, 0 if join else r.segment))
     return world
 
 
