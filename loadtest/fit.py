@@ -189,6 +189,7 @@ def _source(recording: Recording, alias: str, requests: Sequence[RecordedRequest
                    for f in recording.files],
         "alias": alias,
         "requests": len(requests),
+        "requests_without_attempts": recording.without_attempts,  # cache hits, rejections: not in the mix
         "span_s": round(recording.span_s, 3),
         "first_request_utc": _utc(min(firsts) if firsts else None),
         "last_request_utc": _utc(max(lasts) if lasts else None),

@@ -57,7 +57,7 @@ class TargetModel:
     errors: dict[str, int]  # failed attempts by error type (timeouts included), bursts included
     error_rate: float  # failures before the first token, outside outage windows, per attempt sent outside them
     error_status: int  # the most common status of those failures (500 when none)
-    midstream_rate: float  # failures after the first token, per attempt that had a first token
+    midstream_rate: float  # errors after the first token (a broken winner too), per attempt that had one
     outages: tuple[OutageWindow, ...]
     failure_s: float  # median time a failure took
 
@@ -118,7 +118,7 @@ def _fit_target(timeline: list[tuple[float, RecordedAttempt]]) -> TargetModel:
         errors=dict(Counter(a.error_type or "error" for a in failures).most_common()),
         error_rate=len(early) / len(background) if background else 0.0,
         error_status=Counter(status_of(a) for a in early).most_common(1)[0][0] if early else 500,
-        midstream_rate=(sum(1 for a in with_token if a.outcome == "failed") / len(with_token)
+        midstream_rate=(sum(1 for a in with_token if a.error_type is not None) / len(with_token)
                         if with_token else 0.0),
         outages=tuple(outages),
         failure_s=statistics.median(a.duration_s for a in failures) if failures else 0.0)

@@ -79,8 +79,9 @@ def _draw(r: RecordedRequest, t: TargetModel, a: RecordedAttempt | None, output:
     if a is not None:
         if a.ttft_s is not None:
             complete = a.outcome == "won" and a.error_type is None
+            # An error after the first token (failed, or a committed winner whose stream broke): mid-stream.
             return Draw(a.ttft_s, a.duration_s if complete else a.ttft_s + generation,
-                        midstream=a.outcome == "failed")
+                        midstream=a.error_type is not None)
         if a.outcome == "failed" and not is_latency_failure(a):
             status = status_of(a)
             return Draw(None, 0.0, fail_s=a.duration_s, failure=classify_status(status),

@@ -133,3 +133,14 @@ def test_command_line_writes_a_loadable_scenario(traces: Path, tmp_path: Path) -
     bad = subprocess.run([sys.executable, "-m", "loadtest", "fit", str(traces), "-o", str(out), "--alias", "nope"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert bad.returncode == 2 and "no recorded requests for alias 'nope'" in bad.stderr
+
+
+def test_the_reference_fitted_scenario_loads_and_samples_what_its_header_says() -> None:
+    scenario = load_scenario(REPO_ROOT / "loadtest/reference/heavy-tail-fitted.yaml")
+    assert scenario.source is not None and scenario.source["requests"] == 3352
+    profile = parse_profile(scenario.provider("primary").profile)
+    rng = random.Random(1)
+    draws = sorted(profile.ttft.sample_ms(rng) for _ in range(50_000))
+    fitted = scenario.source["targets"]["primary"]["ttft_ms"]
+    assert draws[25_000] == pytest.approx(fitted["p50"], rel=0.03)
+    assert draws[49_500] == pytest.approx(fitted["p99"], rel=0.03)

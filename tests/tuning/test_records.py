@@ -118,3 +118,18 @@ def test_fit_targets_orders_the_route_and_counts_errors(tmp_path: Path) -> None:
     assert primary.outages[0].end_s == pytest.approx(25.0, abs=0.3)
     assert primary.price == Price(0.5, 1.5) and secondary.price == Price(1.0, 4.0)
     assert secondary.kind == "anthropic" and primary.gap_s == pytest.approx(0.005, rel=0.01)
+
+
+def test_a_broken_stream_counts_as_a_midstream_failure(tmp_path: Path) -> None:
+    from gateway.tuning.records import RecordedRequest
+    from gateway.tuning.world import build_world
+
+    broken = RecordedAttempt("p", "m", "openai", 0, "primary", "won", 0.0, 0.4, 0.1, 100, 3, False,
+                             "incomplete_stream", None, 0.0)
+    fine = RecordedAttempt("p", "m", "openai", 0, "primary", "won", 0.0, 0.3, 0.1, 100, 10, False, None, None, 0.0)
+    requests = [RecordedRequest("chat", float(i), i, "openai", True, 200, 0.3, 0.1, False, 0.0,
+                                (broken if i % 4 == 0 else fine,)) for i in range(40)]
+    (model,) = fit_targets(requests)
+    assert model.midstream_rate == pytest.approx(0.25)
+    world = build_world(requests, [model], seed=1)
+    assert [w.draws[0].midstream for w in world[:4]] == [True, False, False, False]
