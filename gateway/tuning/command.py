@@ -45,8 +45,8 @@ def duration_ms(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("traces", nargs="+", help="span files (JSON lines, or OTLP JSON); several are joined end "
-                                                  "to end")
+    parser.add_argument("traces", nargs="+", help="span files (JSON lines, or OTLP JSON); several are replayed one "
+                                                  "after another")
     parser.add_argument("--alias", action="append", help="only this alias (repeatable; default: every alias)")
     parser.add_argument("--config", help="the gateway config the traces came from: route order, prices, provider "
                                          "timeouts and breakers (default: read from the traces, gateway defaults)")
