@@ -71,8 +71,17 @@ def request_path(door: str) -> str:
     return _PATHS[door]
 
 
+def request_headers(door: str, api_key: str | None = None) -> dict[str, str]:
+    """The door's headers, with `api_key` as the gateway key (a deployment that checks keys) when given."""
+    headers = dict(_HEADERS[door])
+    if api_key is not None:
+        headers["authorization" if door == "openai" else "x-api-key"] = (
+            f"Bearer {api_key}" if door == "openai" else api_key)
+    return headers
+
+
 async def send_request(session: aiohttp.ClientSession, base_url: str, alias: str, req: PlannedRequest,
-                       scheduled_at: float, timeout_s: float) -> RequestResult:
+                       scheduled_at: float, timeout_s: float, api_key: str | None = None) -> RequestResult:
     """Send one planned request now; never raises (except cancellation): failures are in the result."""
     loop = asyncio.get_running_loop()
     result = RequestResult(index=req.index, door=req.door, stream=req.stream, scheduled_s=req.at_s,
@@ -80,7 +89,8 @@ async def send_request(session: aiohttp.ClientSession, base_url: str, alias: str
     try:
         async with asyncio.timeout_at(scheduled_at + timeout_s):
             async with session.post(base_url + _PATHS[req.door], data=request_body(alias, req),
-                                    headers=_HEADERS[req.door]) as resp:
+                                    headers=_HEADERS[req.door] if api_key is None else
+                                    request_headers(req.door, api_key)) as resp:
                 result.status = resp.status
                 result.provider = resp.headers.get("x-gateway-provider")
                 attempts = resp.headers.get("x-gateway-attempts")

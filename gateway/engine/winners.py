@@ -75,6 +75,12 @@ class StreamingWinner:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
+    def broken(self, cause: ProviderError) -> StreamBroken:
+        """The stream's events cannot be passed on (e.g. nested deeper than can be written): the provider's fault,
+        settled as such; the caller ends the client's stream with the returned error."""
+        self._run.finish(Outcome.WON, cause)
+        return StreamBroken(cause)
+
     async def aclose(self) -> None:
         """No-op after a clean end; otherwise drops the upstream connection. Settles the attempt."""
         try:

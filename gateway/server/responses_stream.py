@@ -9,21 +9,21 @@ which must then find it.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 
 import orjson
 from aiohttp import web
 
-from gateway.engine import StreamBroken, StreamingWinner
-from gateway.errors import GatewayError
+from gateway.engine import StreamingWinner
+from gateway.errors import ProviderError
 from gateway.formats.responses import TERMINAL_EVENTS
 from gateway.policies.cache import CachedAnswer
 from gateway.server.responses_turn import Turn
 from gateway.server.scope import RequestScope
+from gateway.server.writing import finish_stream, pump
 from gateway.wire import SSEEvent
 
-# After the deadline cut a stream, the error event still gets this long to reach a client that is not reading.
-_TAIL_WRITE_S = 1.0
+log = logging.getLogger("gateway.server")
 
 
 async def write_response_stream(scope: RequestScope, turn: Turn, winner: StreamingWinner,
@@ -43,39 +43,17 @@ async def write_response_stream(scope: RequestScope, turn: Turn, winner: Streami
             (held if ev.data.get("type") in TERMINAL_EVENTS else out).append(encode(ev))
         return b"".join(out)
 
-    tail = b""
-    async with winner:  # however this ends, the upstream is closed and the attempt settled, once
-        try:
-            await resp.prepare(scope.request)
-            async with asyncio.timeout_at(scope.deadline):
-                async for events in winner:
-                    await resp.write(frame(events))
-        except StreamBroken as exc:  # after the commit there is no switching: end the stream with an error
-            scope.failed(exc, exc.cause_type)
-            tail = encode(turn.stamp(codec.error_event(exc)))
-        except TimeoutError:
-            err = GatewayError(504, "deadline exceeded mid-stream", type="timeout_error")
-            scope.failed(err, "timeout")
-            tail = encode(turn.stamp(codec.error_event(err)))
-        except ConnectionResetError:  # the client left: nothing more to write
-            scope.client_left()
+    failure = await pump(scope, winner, resp, frame)
+    tail = b"" if failure is None else encode(turn.stamp(codec.error_event(failure)))
     if scope.record.status == 200:
-        await _keep(scope, turn, winner, aggregator.result(), store_key, headers)
+        try:
+            response = aggregator.result()
+        except ProviderError:  # the client has its whole stream; an answer that cannot be assembled is not kept
+            log.warning("response of %s not stored: it cannot be assembled", winner.target.label)
+        else:
+            await _keep(scope, turn, winner, response, store_key, headers)
         tail = b"".join(held)
-    scope.responded = True
-    if not resp.prepared:  # the client left before anything was sent
-        return resp
-    try:
-        async with asyncio.timeout(_TAIL_WRITE_S):  # a client that stopped reading cannot hold the request
-            if tail:
-                await resp.write(tail)
-            await resp.write_eof()
-    except ConnectionResetError:
-        if scope.record.status == 200:
-            scope.client_left()
-    except TimeoutError:
-        pass  # the status says what ended the stream (e.g. the deadline: 504); the client is not reading
-    return resp
+    return await finish_stream(scope, resp, tail)
 
 
 async def _keep(scope: RequestScope, turn: Turn, winner: StreamingWinner, response: dict[str, object],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -92,30 +93,47 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
                 aggregator.feed(ev)
         return b"".join(encode(ev) for ev in events if keep_usage or not usage_only(ev))
 
-    tail = codec.stream_end
+    failure = await pump(scope, winner, resp, frame)
+    if failure is not None:
+        tail = encode(codec.error_event(failure)) + codec.stream_end
+    else:
+        tail = codec.stream_end if scope.record.status == 200 else b""  # else the client left: nothing more
+    if aggregator is not None and store_key is not None and scope.record.status == 200:
+        await _store(scope, store_key, aggregator, winner, headers)
+    return await finish_stream(scope, resp, tail)
+
+
+async def pump(scope: RequestScope, winner: StreamingWinner, resp: web.StreamResponse,
+               frame: Callable[[list[SSEEvent]], bytes]) -> GatewayError | None:
+    """Write the winner's events (through `frame`) under the request's deadline, and settle the stream: returns
+    the error the client's stream must end with (a broken stream, the deadline), or None (complete, or the
+    client left: then the record says 499)."""
     async with winner:  # however this ends, the upstream is closed and the attempt settled, once
         try:  # from the first write on: a client gone even before the headers is handled the same way
             await resp.prepare(scope.request)
             async with asyncio.timeout_at(scope.deadline):
                 async for events in winner:
                     await resp.write(frame(events))
-        except StreamBroken as exc:  # after the commit there is no switching: end the stream with an error
-            scope.failed(exc, exc.cause_type)
-            tail = encode(codec.error_event(exc)) + tail
+        except (StreamBroken, ProviderError) as exc:  # after the commit no switching: end the stream with an error
+            broken = exc if isinstance(exc, StreamBroken) else winner.broken(exc)  # an event it cannot write
+            scope.failed(broken, broken.cause_type)
+            return broken
         except TimeoutError:
             err = GatewayError(504, "deadline exceeded mid-stream", type="timeout_error")
             scope.failed(err, "timeout")
-            tail = encode(codec.error_event(err)) + tail
+            return err
         except ConnectionResetError:  # the client left: nothing more to write
             scope.client_left()
-            tail = b""
-    if aggregator is not None and store_key is not None and scope.record.status == 200:
-        await _store(scope, store_key, aggregator, winner, headers)
+    return None
+
+
+async def finish_stream(scope: RequestScope, resp: web.StreamResponse, tail: bytes) -> web.StreamResponse:
+    """The stream's last bytes and its end, bounded: a client that stopped reading cannot hold the request."""
     scope.responded = True
     if not resp.prepared:  # the client left before anything was sent
         return resp
     try:
-        async with asyncio.timeout(_TAIL_WRITE_S):  # a client that stopped reading cannot hold the request
+        async with asyncio.timeout(_TAIL_WRITE_S):
             if tail:
                 await resp.write(tail)
             await resp.write_eof()

@@ -6,6 +6,7 @@ e.g. `ttft.median_ms: must be > 0` or `outages[1].end_s: must be > start_s`.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -18,13 +19,15 @@ import yaml
 from gateway.simulator.midstream import AFTER_FIRST_TOKEN, FaultPoint, parse_fault_point
 from gateway.simulator.stats import key_fingerprint
 
-LatencyKind = Literal["fixed", "lognormal", "empirical"]
+LatencyKind = Literal["fixed", "lognormal", "empirical", "quantiles"]
 
 _LATENCY_KEYS: dict[str, frozenset[str]] = {
     "fixed": frozenset({"kind", "ms"}),
     "lognormal": frozenset({"kind", "median_ms", "sigma"}),
     "empirical": frozenset({"kind", "samples_ms"}),
+    "quantiles": frozenset({"kind", "quantiles_ms"}),
 }
+_KINDS = ", ".join(_LATENCY_KEYS)
 
 
 def _check_finite(field: str, value: float) -> None:
@@ -40,13 +43,16 @@ def _check_non_negative(field: str, value: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    """A delay distribution in milliseconds. Build with `fixed`, `lognormal` or `empirical`."""
+    """A delay distribution in milliseconds. Build with `fixed`, `lognormal`, `empirical` or `quantiles`."""
 
     kind: LatencyKind = "fixed"
     ms: float = 0.0  # fixed
     median_ms: float = 0.0  # lognormal: the median, i.e. exp(mu)
     sigma: float = 0.0  # lognormal: std-dev of the log
     samples_ms: tuple[float, ...] = ()  # empirical: drawn uniformly
+    # quantiles: (q, ms) points of the quantile function, q from 0 to 1, sampled with linear interpolation
+    # between them: a distribution fitted from traces (`python -m loadtest fit`), tail included.
+    quantiles_ms: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         # Messages name the field relative to the latency; the profile parser prefixes the latency's own name.
@@ -62,8 +68,10 @@ class Latency:
                 raise ValueError("samples_ms: must not be empty")
             for i, sample in enumerate(self.samples_ms):
                 _check_non_negative(f"samples_ms[{i}]", sample)
+        elif self.kind == "quantiles":
+            _check_quantile_table(self.quantiles_ms)
         else:
-            raise ValueError(f"kind: must be one of fixed, lognormal, empirical (got {self.kind!r})")
+            raise ValueError(f"kind: must be one of {_KINDS} (got {self.kind!r})")
 
     @classmethod
     def fixed(cls, ms: float) -> Latency:
@@ -77,6 +85,10 @@ class Latency:
     def empirical(cls, samples_ms: list[float] | tuple[float, ...]) -> Latency:
         return cls(kind="empirical", samples_ms=tuple(float(s) for s in samples_ms))
 
+    @classmethod
+    def quantiles(cls, points: list[tuple[float, float]] | tuple[tuple[float, float], ...]) -> Latency:
+        return cls(kind="quantiles", quantiles_ms=tuple((float(q), float(ms)) for q, ms in points))
+
     @property
     def is_zero(self) -> bool:
         """True when every sample is 0: lets the server skip sleeping (and the RNG) on the hot path."""
@@ -88,6 +100,8 @@ class Latency:
             return self.ms
         if self.kind == "lognormal":
             return rng.lognormvariate(math.log(self.median_ms), self.sigma)
+        if self.kind == "quantiles":
+            return _interpolate(self.quantiles_ms, rng.random())
         return rng.choice(self.samples_ms)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +109,32 @@ class Latency:
             return {"kind": "fixed", "ms": self.ms}
         if self.kind == "lognormal":
             return {"kind": "lognormal", "median_ms": self.median_ms, "sigma": self.sigma}
+        if self.kind == "quantiles":
+            return {"kind": "quantiles", "quantiles_ms": [[q, ms] for q, ms in self.quantiles_ms]}
         return {"kind": "empirical", "samples_ms": list(self.samples_ms)}
+
+
+def _check_quantile_table(points: tuple[tuple[float, float], ...]) -> None:
+    if len(points) < 2:
+        raise ValueError("quantiles_ms: needs at least two [q, ms] points (q = 0 and q = 1)")
+    for i, (q, ms) in enumerate(points):
+        _check_finite(f"quantiles_ms[{i}][0]", q)
+        _check_non_negative(f"quantiles_ms[{i}][1]", ms)
+        if i and q <= points[i - 1][0]:
+            raise ValueError(f"quantiles_ms[{i}][0]: q must increase, got {q:g} after {points[i - 1][0]:g}")
+        if i and ms < points[i - 1][1]:
+            raise ValueError(f"quantiles_ms[{i}][1]: ms must not decrease, got {ms:g} after {points[i - 1][1]:g}")
+    if points[0][0] != 0.0 or points[-1][0] != 1.0:
+        raise ValueError("quantiles_ms: the first q must be 0 and the last 1 (the whole distribution)")
+
+
+def _interpolate(points: tuple[tuple[float, float], ...], u: float) -> float:
+    """The quantile function at u in [0, 1): linear between the two table points around u."""
+    i = bisect.bisect_right(points, u, key=lambda point: point[0])  # points[i - 1].q <= u < points[i].q
+    if i >= len(points):
+        return points[-1][1]
+    (q0, ms0), (q1, ms1) = points[i - 1], points[i]
+    return ms0 + (u - q0) / (q1 - q0) * (ms1 - ms0)
 
 
 ZERO_LATENCY = Latency.fixed(0)
@@ -236,11 +275,12 @@ def parse_latency(field: str, value: object) -> Latency:
             shorthand = _float_list(f"{field}.empirical", value["empirical"])
             return _checked(field, lambda: Latency.empirical(shorthand))
         kind = ("lognormal" if keys & {"median_ms", "sigma"} else
-                "empirical" if "samples_ms" in keys else "fixed" if "ms" in keys else None)
+                "empirical" if "samples_ms" in keys else "quantiles" if "quantiles_ms" in keys else
+                "fixed" if "ms" in keys else None)
         if kind is None:
-            raise ValueError(f"{field}: expected 'ms', 'median_ms' and 'sigma', or 'samples_ms'")
+            raise ValueError(f"{field}: expected 'ms', 'median_ms' and 'sigma', 'samples_ms' or 'quantiles_ms'")
     if kind not in _LATENCY_KEYS:
-        raise ValueError(f"{field}.kind: must be one of fixed, lognormal, empirical (got {kind!r})")
+        raise ValueError(f"{field}.kind: must be one of {_KINDS} (got {kind!r})")
     extra = sorted(keys - _LATENCY_KEYS[str(kind)])
     if extra:
         raise ValueError(f"{field}.{extra[0]}: not a field of a {kind} latency")
@@ -254,6 +294,9 @@ def parse_latency(field: str, value: object) -> Latency:
         median = _number(f"{field}.median_ms", value["median_ms"])
         sigma = _number(f"{field}.sigma", value["sigma"])
         return _checked(field, lambda: Latency.lognormal(median, sigma))
+    if kind == "quantiles":
+        table = _pair_list(f"{field}.quantiles_ms", value["quantiles_ms"])
+        return _checked(field, lambda: Latency.quantiles(table))
     listed = _float_list(f"{field}.samples_ms", value["samples_ms"])
     return _checked(field, lambda: Latency.empirical(listed))
 
@@ -326,6 +369,17 @@ def _float_list(field: str, value: object) -> list[float]:
     if not isinstance(value, list):
         raise ValueError(f"{field}: must be a list of numbers (got {_type_name(value)})")
     return [_number(f"{field}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _pair_list(field: str, value: object) -> list[tuple[float, float]]:
+    if not isinstance(value, list):
+        raise ValueError(f"{field}: must be a list of [q, ms] pairs (got {_type_name(value)})")
+    pairs: list[tuple[float, float]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError(f"{field}[{i}]: must be a [q, ms] pair")
+        pairs.append((_number(f"{field}[{i}][0]", item[0]), _number(f"{field}[{i}][1]", item[1])))
+    return pairs
 
 
 def _type_name(value: object) -> str:
