@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.config.clouds import CloudOptions, ProviderKind
 from gateway.policies.breaker import BreakerOptions
 from gateway.policies.budget import BudgetOptions
 from gateway.policies.bulkhead import BulkheadOptions
@@ -50,7 +51,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
-    kind: WireFormat
+    kind: ProviderKind  # see gateway.config.clouds; `wire` is the wire format it speaks
     base_url: str
     api_key: str = field(default="", repr=False)
     timeout_s: float = 60.0
@@ -60,6 +61,11 @@ class ProviderConfig:
     breaker: BreakerOptions = BreakerOptions()
     anthropic_version: str = "2023-06-01"
     bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider
+    cloud: CloudOptions | None = None  # the settings of the cloud kinds (azure-openai, bedrock, vertex)
+
+    @property
+    def wire(self) -> WireFormat:
+        return ProviderKind(self.kind).wire
 
 
 @dataclass(frozen=True, slots=True)
