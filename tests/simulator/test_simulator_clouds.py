@@ -103,11 +103,11 @@ async def test_bedrock_refuses_a_wrong_secret_as_aws_does(cloud: SimulatedProvid
 async def test_bedrock_refuses_unsigned_and_unknown_key_requests(cloud: SimulatedProvider) -> None:
     cloud.profile = SimProfile(require_key=AWS_REQUIRED)
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": MESSAGES})
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{cloud.base_url}/model/{CLAUDE}/invoke", data=body) as resp:
-            assert resp.status == 403 and resp.headers["x-amzn-ErrorType"].startswith(
-                "MissingAuthenticationTokenException")
-            assert (await resp.json()) == {"message": "Missing Authentication Token"}
+    async with aiohttp.ClientSession() as http, http.post(f"{cloud.base_url}/model/{CLAUDE}/invoke",
+                                                          data=body) as resp:
+        assert resp.status == 403 and resp.headers["x-amzn-ErrorType"].startswith(
+            "MissingAuthenticationTokenException")
+        assert (await resp.json()) == {"message": "Missing Authentication Token"}
     cloud.profile = SimProfile(require_key=f"AKIDOTHER:{AWS_SECRET}")
     async with bedrock(cloud) as client:
         with pytest.raises(anthropic.PermissionDeniedError, match="security token included in the request"):
