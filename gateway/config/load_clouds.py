@@ -6,6 +6,7 @@ here ever shows a credential's value.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -107,10 +108,25 @@ def _vertex(p: _Section) -> VertexOptions:
     if not _GCP_REGION.match(region):
         raise ConfigError(p.at("region"), f"must be a Vertex AI region such as us-east5 or global, got {region!r}")
     path = p.string("credentials_file", "")
-    if path and not Path(path).is_file():
-        # The path, never the file's content: it holds a private key.
-        raise ConfigError(p.at("credentials_file"), f"no such file: {path}")
+    if path:
+        _check_service_account(p.at("credentials_file"), path)
     if p.string("api_key", ""):
         raise ConfigError(p.at("api_key"), "is not used by vertex (credentials: credentials_file or "
                           "application-default credentials)")
     return VertexOptions(project=project, region=region, credentials_file=path)
+
+
+def _check_service_account(field: str, path: str) -> None:
+    """A readable service-account key file. Messages name the path and the type, never the content (it holds
+    a private key). Other credential types (external accounts run commands) go through ADC."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(field, f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(field, f"{path} is not a JSON key file") from None
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind != "service_account":
+        raise ConfigError(field, f"must be a service-account key file (type service_account), got type {kind!r}; "
+                          "for other credentials leave it out and use application-default credentials "
+                          "(GOOGLE_APPLICATION_CREDENTIALS)")

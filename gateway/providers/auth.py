@@ -59,6 +59,14 @@ class Refreshing(Generic[T]):
         self._error = ""
         self._next_try = 0.0
         self.refreshes = 0  # how many fetches succeeded (tests and logs)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # built before the loop runs: the first request fetches
+        else:
+            # Built by a running gateway (start, reload): fetch now, so the first request to a cloud (maybe a
+            # hedge, which has no time to spare) does not wait on a token endpoint or a credential chain.
+            self._refresh = loop.create_task(self._run())
 
     @property
     def current(self) -> T | None:

@@ -57,11 +57,12 @@ def endpoint(config: ProviderConfig) -> Endpoint:
 
 
 def aws_credentials(options: BedrockOptions) -> Callable[[], Any]:
-    """A blocking loader of botocore credentials: the configured pair, else the profile's or the default chain."""
-    def load() -> Any:
-        import botocore.credentials  # the `bedrock` extra: imported only when configured
-        import botocore.session
+    """A blocking loader of botocore credentials: the configured pair, else the profile's or the default chain.
+    botocore is imported now, at startup (the `bedrock` extra, only when configured), not in the first request."""
+    import botocore.credentials
+    import botocore.session
 
+    def load() -> Any:
         if options.access_key_id:
             return botocore.credentials.Credentials(options.access_key_id, options.secret_access_key,
                                                     options.session_token or None)

@@ -3,7 +3,8 @@
 `POST {base}/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:streamRawPredict`, the
 Anthropic messages body without `model` (it is in the URL) and with `anthropic_version: vertex-2023-10-16`;
 the answer is Anthropic's SSE. Token counts: `.../models/count-tokens:rawPredict` (the model in the body).
-Credentials: a service-account (or other google-auth) JSON file, else application-default credentials;
+Credentials: a service-account key file, else application-default credentials (which also read
+GOOGLE_APPLICATION_CREDENTIALS, gcloud's user credentials, workload identity and the metadata server);
 the OAuth access token is refreshed before it expires.
 
 Errors come in two shapes: Anthropic's (the model's own: overloaded, invalid request) and Google's
@@ -41,16 +42,18 @@ def endpoint(config: ProviderConfig) -> Endpoint:
 
 def google_fetch(credentials_file: str) -> Callable[[], Token]:
     """A blocking fetch of a fresh access token: the credentials are loaded at the first call (ADC may run
-    a subprocess or ask the metadata server), then refreshed on each."""
+    a subprocess or ask the metadata server), then refreshed on each. google-auth is imported now, at startup
+    (the `vertex` extra, only when configured), not in the first request."""
+    import google.auth
+    import google.auth.transport.requests
+    import google.oauth2.service_account
+
     loaded: list[Any] = []
 
     def fetch() -> Token:
         if not loaded:
-            import google.auth  # the `vertex` extra: imported only when configured
-            import google.auth.transport.requests
-
-            if credentials_file:
-                credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+            if credentials_file:  # a service-account key (the config checked its type)
+                credentials = google.oauth2.service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
                     credentials_file, scopes=[SCOPE])
             else:
                 credentials, _ = google.auth.default(scopes=[SCOPE])
