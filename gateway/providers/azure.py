@@ -13,17 +13,19 @@ provider fault; a completion cut by it ends with finish_reason `content_filter`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 
+import aiohttp
 import orjson
 
 from gateway.config.clouds import AzureOptions
 from gateway.config.model import ProviderConfig
 from gateway.errors import FailureKind
 from gateway.providers.auth import BearerAuth, Refreshing, azure_token
-from gateway.providers.http import Endpoint
+from gateway.providers.http import Endpoint, _read_sse
+from gateway.wire import SSEEvent
 
 
 def entra_credential() -> Any:
@@ -47,9 +49,26 @@ def endpoint(config: ProviderConfig) -> Endpoint:
     headers = {"content-type": "application/json", "accept": "text/event-stream"}
     if options.auth == "entra":
         token = Refreshing(partial(azure_token, entra_credential(), options.entra_scope), what="Entra ID token")
-        return Endpoint(urls, headers, auth=BearerAuth(token), errors=read_error)
+        return Endpoint(urls, headers, auth=BearerAuth(token), decode=read_azure_sse, errors=read_error)
     headers["api-key"] = config.api_key
-    return Endpoint(urls, headers, errors=read_error)
+    return Endpoint(urls, headers, decode=read_azure_sse, errors=read_error)
+
+
+async def read_azure_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[list[SSEEvent]]:
+    """Azure's SSE without its leading prompt-filter chunk (no id, no model, no choices): passed on, it would
+    give a translated answer an empty id and model, and a client a chunk no other provider sends."""
+    leading = True
+    async for batch in _read_sse(content, name):
+        if leading:
+            batch = [e for e in batch if not _prompt_filter_only(e.data)]
+            leading = not batch
+            if not batch:
+                continue
+        yield batch
+
+
+def _prompt_filter_only(data: Mapping[str, Any]) -> bool:
+    return "prompt_filter_results" in data and not data.get("choices") and not data.get("usage")
 
 
 def read_error(raw: bytes, headers: Mapping[str, str]) -> tuple[str, str, FailureKind | None]:

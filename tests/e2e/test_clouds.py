@@ -188,6 +188,21 @@ async def test_gpt_on_openai_and_azure_fastest_wins_and_losers_are_cut(make: Any
     assert c.entra.scopes == ["https://cognitiveservices.azure.com/.default"]  # fetched once, then cached
 
 
+@pytest.mark.parametrize("style", ["azure", "azure-entra"])
+async def test_azure_answers_keep_their_id_and_model_through_either_door(make: Any, style: str) -> None:
+    """Azure's leading prompt-filter chunk (no id, no model) is not what the answer is named after."""
+    c = await make({})
+    async with c.r.anthropic() as aclient, aclient.messages.stream(model=style, max_tokens=50,
+                                                                   messages=MESSAGES) as s:
+        message = await s.get_final_message()
+    assert message.model == MODELS[style] and len(message.id) > len("msg_")
+    async with c.r.openai() as client:
+        chunks = [ch async for ch in await client.chat.completions.create(model=style, messages=MESSAGES,
+                                                                          stream=True)]
+    assert all(ch.id and ch.model == MODELS[style] for ch in chunks)
+    assert c.r.collect.records[-1].attempts[0].response_model == MODELS[style]
+
+
 async def test_a_slow_cloud_is_hedged_after_the_delay(make: Any) -> None:
     c = await make({"anthropic": SLOW, "vertex": SLOW},
                    claude_hedge={"delay_ms": 100, "max_attempts": 3, "budget_percent": 100})
