@@ -6,6 +6,7 @@ here ever shows a credential's value.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -49,6 +50,14 @@ def parse_cloud(p: _Section, kind: ProviderKind) -> tuple[CloudOptions | None, s
     return None, None
 
 
+def _needs(p: _Section, module: str, extra: str, what: str) -> None:
+    """The credential library `what` uses is installed (checked without importing it): a missing extra is a
+    config error at start, not an ImportError at the first request."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(p.at("kind"), f"{what} needs {module.split('.')[0]}: pip install "
+                          f"'hedging-gateway[{extra}]'")
+
+
 def _choice(p: _Section, key: str, choices: tuple[str, ...]) -> str:
     value = p.string(key, choices[0])
     if value not in choices:
@@ -68,6 +77,8 @@ def _azure(p: _Section) -> AzureOptions:
                           "or set auth: entra")
     if auth == "entra" and has_key:
         raise ConfigError(p.at("api_key"), "is not used with auth entra (the token comes from azure-identity)")
+    if auth == "entra":
+        _needs(p, "azure.identity", "azure", "azure-openai with auth entra")
     return AzureOptions(api_version=version, auth="entra" if auth == "entra" else "api-key",
                         entra_scope=p.string("entra_scope", ENTRA_SCOPE))
 
@@ -94,6 +105,8 @@ def _bedrock(p: _Section) -> BedrockOptions:
             raise ConfigError(p.at("auth"), "api-key takes no AWS credentials (aws_* keys are for sigv4)")
     elif has_key:
         raise ConfigError(p.at("api_key"), "is not used with auth sigv4 (set auth: api-key for a Bedrock API key)")
+    else:
+        _needs(p, "botocore", "bedrock", "bedrock with auth sigv4")
     return BedrockOptions(region=region, auth="api-key" if auth == "api-key" else "sigv4",
                           aws_profile=p.string("aws_profile", ""), access_key_id=key_id, secret_access_key=secret,
                           session_token=token)
@@ -113,6 +126,8 @@ def _vertex(p: _Section) -> VertexOptions:
     if p.string("api_key", ""):
         raise ConfigError(p.at("api_key"), "is not used by vertex (credentials: credentials_file or "
                           "application-default credentials)")
+    _needs(p, "google.auth", "vertex", "vertex")
+    _needs(p, "requests", "vertex", "vertex (google-auth's token refresh)")
     return VertexOptions(project=project, region=region, credentials_file=path)
 
 

@@ -100,6 +100,18 @@ def test_mistakes_name_the_field(tmp_path: Path, provider: Callable[[Path], dict
     assert SECRET not in str(caught.value)
 
 
+def test_a_missing_cloud_library_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "botocore" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^providers.p.kind: bedrock with auth sigv4 needs botocore: pip install "
+                                          r"'hedging-gateway\[bedrock\]'"):
+        config({"kind": "bedrock", "region": "us-east-1"})
+    # A Bedrock API key needs no AWS library.
+    assert config({"kind": "bedrock", "region": "us-east-1", "auth": "api-key", "api_key": "k"}).providers["p"]
+
+
 def test_a_service_account_file_is_accepted(tmp_path: Path) -> None:
     p = config({"kind": "vertex", "project": "my-project", "region": "europe-west1",
                 "credentials_file": sa_file(tmp_path)}).providers["p"]
