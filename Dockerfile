@@ -5,7 +5,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY loadtest ./loadtest
-RUN pip install . && useradd --system --uid 10001 --home-dir /app gateway \
+# The cloud provider kinds' credential libraries (the example config uses all three); EXTRAS="" leaves them out.
+ARG EXTRAS=azure,bedrock,vertex
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && useradd --system --uid 10001 --home-dir /app gateway \
     && mkdir -p /etc/gateway /var/lib/gateway && chown gateway /var/lib/gateway
 COPY config/gateway.example.yaml /etc/gateway/gateway.yaml
 

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck unit clean
+.PHONY: setup demo demo-clouds test lint typecheck unit clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ setup: $(BIN)/gateway
 
 demo: setup
 	$(BIN)/python -m gateway.demo
+
+demo-clouds: setup
+	$(BIN)/python -m gateway.demo_clouds
 
 lint: setup
 	$(BIN)/ruff check .

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config.clouds import AzureOptions, BedrockOptions, VertexOptions
+from gateway.config.model import ProviderConfig
 from gateway.logs import setup_logging
 from gateway.server.serve import serve, supervise
 from gateway.telemetry import TelemetrySetupError
@@ -25,6 +27,21 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def describe_auth(p: ProviderConfig) -> str:
+    """How a provider authenticates, in a few words (never a credential)."""
+    cloud = p.cloud
+    if isinstance(cloud, AzureOptions):
+        return f"auth {cloud.auth}, {'v1 URLs' if cloud.v1 else f'api-version {cloud.api_version}'}"
+    if isinstance(cloud, BedrockOptions):
+        source = ("configured keys" if cloud.access_key_id else f"profile {cloud.aws_profile}" if cloud.aws_profile
+                  else "default credential chain")
+        return f"region {cloud.region}, " + ("Bedrock API key" if cloud.auth == "api-key" else f"SigV4, {source}")
+    if isinstance(cloud, VertexOptions):
+        return (f"project {cloud.project}, region {cloud.region}, "
+                + ("service-account file" if cloud.credentials_file else "application-default credentials"))
+    return f"key {'set' if p.api_key else 'none'}"
+
+
 def describe(config: GatewayConfig) -> str:
     lines = [f"server: http://{config.server.host}:{config.server.port} "
              f"({'keys required' if config.server.api_keys else 'no gateway keys: open'})",
@@ -34,7 +51,7 @@ def describe(config: GatewayConfig) -> str:
     for p in config.providers.values():
         lines.append(f"  {p.name}: {p.kind} at {p.base_url} (timeout {p.timeout_s:g} s, breaker "
                      f"{p.breaker.fail_max} failures / {p.breaker.reset_timeout_s:g} s, "
-                     f"key {'set' if p.api_key else 'none'})")
+                     f"{describe_auth(p)})")
     lines.append("routes:")
     for route in config.models.values():
         lines.append(f"  {route.alias}: hedge {route.hedge.describe()}; deadline {config.deadline_s(route):g} s")

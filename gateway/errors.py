@@ -83,6 +83,16 @@ KNOWN_ERROR_TYPES = frozenset({
     "server_error", "insufficient_quota", "requests", "tokens", "rate_limit_exceeded", "invalid_api_key",
     "model_not_found", "context_length_exceeded", "access_terminated", "internal_error", "service_unavailable",
     "BadRequestError", "NotFoundError", "InternalServerError",
+    # Amazon Bedrock (x-amzn-ErrorType)
+    "ThrottlingException", "ServiceQuotaExceededException", "ModelErrorException", "ModelNotReadyException",
+    "ModelTimeoutException", "ServiceUnavailableException", "InternalServerException", "ValidationException",
+    "AccessDeniedException", "ResourceNotFoundException", "ModelStreamErrorException",
+    "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+    # Google Vertex AI (the error's status)
+    "RESOURCE_EXHAUSTED", "UNAVAILABLE", "INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "NOT_FOUND",
+    "INTERNAL", "DEADLINE_EXCEEDED", "FAILED_PRECONDITION",
+    # Azure OpenAI (the error's code)
+    "content_filter", "DeploymentNotFound", "Unauthorized", "PermissionDenied", "NoResponse", "429",
 })
 
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from loadtest.clouds import provider_keys
 from loadtest.spec import Policy, ProviderSpec
 
 # Keys a policy may set on the alias; everything else about the route comes from the scenario's providers.
 POLICY_KEYS = ("hedge", "timeout_s", "targets", "default_max_tokens", "resume", "stream_stall_ms")
-
-
-def provider_base_url(kind: str, sim_url: str) -> str:
-    # The OpenAI SDK's base_url ends in /v1; the Anthropic SDK's does not (it appends /v1/messages).
-    return sim_url + "/v1" if kind == "openai" else sim_url
 
 
 def target_of(provider: ProviderSpec) -> dict[str, Any]:
@@ -33,13 +31,14 @@ def route_config(providers: Sequence[ProviderSpec], policy: Policy) -> dict[str,
 
 
 def gateway_config(providers: Sequence[ProviderSpec], policy: Policy, alias: str, sim_urls: Mapping[str, str],
-                   port: int, traces_file: str) -> dict[str, Any]:
-    """A complete gateway config mapping (written as YAML for `gateway serve --config`)."""
+                   port: int, traces_file: str, files_dir: Path | None = None) -> dict[str, Any]:
+    """A complete gateway config mapping (written as YAML for `gateway serve --config`). A cloud kind's key
+    files (Vertex's service account) are written to `files_dir` (default: the temp dir)."""
+    files = files_dir if files_dir is not None else Path(tempfile.gettempdir())
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": {
-            p.name: {"kind": p.kind, "base_url": provider_base_url(p.kind, sim_urls[p.name]),
-                     "api_key": "loadtest", **copy.deepcopy(p.gateway)}
+            p.name: {**provider_keys(p.kind, p.name, sim_urls[p.name], files), **copy.deepcopy(p.gateway)}
             for p in providers
         },
         "models": {alias: route_config(providers, policy)},

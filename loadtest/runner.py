@@ -108,7 +108,7 @@ async def _run_policy(scenario: Scenario, policy: Policy, schedule: list[Planned
                       pinned: bool, progress_stream: TextIO | None) -> PolicyRun:
     port = free_port()
     traces = out_dir / f"traces-{policy.name}.jsonl"
-    config = gateway_config(scenario.providers, policy, scenario.alias, urls, port, str(traces))
+    config = gateway_config(scenario.providers, policy, scenario.alias, urls, port, str(traces), out_dir)
     config_path = _prepare_policy_files(out_dir, policy, config)
     started = time.monotonic()
     gateway = await start_gateway(config_path, port, cpu=UNDER_TEST_CPU if pinned else None,

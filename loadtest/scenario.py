@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -39,8 +40,9 @@ from gateway.config import ConfigError
 from gateway.config.load import parse_config
 from gateway.config.model import Price
 from gateway.simulator import parse_profile
+from loadtest.clouds import KINDS, SIM_KEYS
 from loadtest.gateway_config import POLICY_KEYS, gateway_config
-from loadtest.spec import Door, IntRange, Policy, ProfileChange, ProviderSpec, Scenario, Traffic
+from loadtest.spec import Door, IntRange, Kind, Policy, ProfileChange, ProviderSpec, Scenario, Traffic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used as a directory and file name
 _TOP_KEYS = ("name", "description", "seed", "alias", "providers", "traffic", "changes", "policies", "baseline",
@@ -109,14 +111,16 @@ def _parse_providers(value: object, seed: int) -> tuple[ProviderSpec, ...]:
         p = _mapping(path, raw)
         _only(path, p, _PROVIDER_KEYS)
         kind = p.get("kind")
-        if kind not in ("openai", "anthropic"):
-            raise ScenarioError(f"{path}.kind", f"must be openai or anthropic, got {kind!r}")
+        if kind not in KINDS:
+            raise ScenarioError(f"{path}.kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
         price = _mapping(f"{path}.price", p.get("price", {}))
         _only(f"{path}.price", price, ("input_per_mtok", "output_per_mtok"))
-        profile = dict(_mapping(f"{path}.profile", p.get("profile", {})))
+        # A cloud's simulator checks the credentials the gateway is given (see loadtest.clouds).
+        profile = {**({"require_key": SIM_KEYS[kind]} if kind in SIM_KEYS else {}),
+                   **_mapping(f"{path}.profile", p.get("profile", {}))}
         _check_profile(f"{path}.profile", profile)
         out.append(ProviderSpec(
-            name=name, kind=cast(Door, kind), model=_string(f"{path}.model", p.get("model", "sim-model")),
+            name=name, kind=cast(Kind, kind), model=_string(f"{path}.model", p.get("model", "sim-model")),
             price=Price(input_per_mtok=_number(f"{path}.price.input_per_mtok", price.get("input_per_mtok", 0), low=0),
                         output_per_mtok=_number(f"{path}.price.output_per_mtok", price.get("output_per_mtok", 0),
                                                 low=0)),
@@ -230,16 +234,17 @@ def _parse_policies(value: object, providers: tuple[ProviderSpec, ...], alias: s
 def _check_with_gateway(path: str, providers: tuple[ProviderSpec, ...], policy: Policy, alias: str) -> None:
     """Run the gateway's own config parser now, so a bad policy fails before any process starts."""
     urls = {p.name: "http://127.0.0.1:9" for p in providers}
-    data = gateway_config(providers, policy, alias, urls, port=1, traces_file="")
-    try:
-        parse_config(data, {})
-    except ConfigError as exc:
-        field = exc.field
-        prefix = f"models.{alias}"
-        if field.startswith(prefix):  # the alias's keys are the policy's keys
-            field = path + field[len(prefix):]
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        raise ScenarioError(field, message) from None
+    with tempfile.TemporaryDirectory() as files:
+        data = gateway_config(providers, policy, alias, urls, port=1, traces_file="", files_dir=Path(files))
+        try:
+            parse_config(data, {})
+        except ConfigError as exc:
+            field = exc.field
+            prefix = f"models.{alias}"
+            if field.startswith(prefix):  # the alias's keys are the policy's keys
+                field = path + field[len(prefix):]
+            message = str(exc).removeprefix(f"{exc.field}: ")
+            raise ScenarioError(field, message) from None
 
 
 def _parse_baseline(value: object, policies: tuple[Policy, ...]) -> str | None:

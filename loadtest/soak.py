@@ -37,8 +37,8 @@ import yaml
 
 from loadtest import procfs, sim_control
 from loadtest.client import RequestResult
+from loadtest.clouds import base_url as provider_base_url
 from loadtest.driver import client_session, drive_open_loop
-from loadtest.gateway_config import provider_base_url
 from loadtest.procs import (
     LOAD_CPU,
     UNDER_TEST_CPU,

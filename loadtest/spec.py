@@ -10,6 +10,7 @@ from typing import Any, Literal
 from gateway.config.model import Price
 
 Door = Literal["openai", "anthropic", "responses"]
+Kind = Literal["openai", "anthropic", "azure-openai", "bedrock", "vertex"]  # a provider kind (loadtest.clouds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class ProviderSpec:
     """One simulated provider and how the gateway reaches it."""
 
     name: str
-    kind: Door  # the wire format the gateway speaks to it
+    kind: Kind  # the provider kind the gateway speaks to it as
     model: str
     price: Price
     profile: dict[str, Any]  # the simulator profile mapping, already validated by `parse_profile`

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from gateway.config.clouds import ProviderKind
 from gateway.config.model import (
     MAX_ATTEMPTS_CAP,
     ApiKey,
@@ -34,7 +35,6 @@ from gateway.policies.bulkhead import BulkheadOptions
 from gateway.policies.cache import CacheOptions
 from gateway.policies.latency import AdaptiveDelayOptions, parse_quantile
 from gateway.policies.ratelimit import RateLimitOptions
-from gateway.wire import WireFormat
 
 N = TypeVar("N", int, float)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -203,17 +203,22 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     out: dict[str, ProviderConfig] = {}
     for name in s.data:
         p = s.section(str(name))
-        p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses", "prefill")
         kind_text = p.string("kind")
-        if kind_text not in _PROVIDER_KINDS:  # "responses" is a format a provider may also speak, not a kind
-            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}")
-        kind = WireFormat(kind_text)
+        try:
+            kind = ProviderKind(kind_text)
+        except ValueError:  # "responses" is a format an openai provider may also speak, not a kind
+            raise ConfigError(p.at("kind"), f"must be one of {', '.join(ProviderKind)}, got {kind_text!r}") from None
+        from gateway.config.load_clouds import CLOUD_KEYS, parse_cloud  # it imports this module
+
+        p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
+               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses", "prefill",
+               *CLOUD_KEYS.get(kind, ()))
         responses = p.boolean("responses", False)
-        if responses and kind is not WireFormat.OPENAI:
+        if responses and kind is not ProviderKind.OPENAI:
             raise ConfigError(p.at("responses"), "only an openai provider can speak the Responses API "
                               f"({name} is {kind_text})")
-        base_url = p.string("base_url").rstrip("/")
+        cloud, default_url = parse_cloud(p, kind)
+        base_url = p.string("base_url", default_url).rstrip("/")
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError(p.at("base_url"), f"must be an http(s) URL, got {base_url!r}")
@@ -227,7 +232,7 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             pool_timeout_s=p.number("pool_timeout_s", 10.0, minimum=0.001),
             breaker=BreakerOptions(fail_max=b.number("fail_max", 5, minimum=1, kind=int),
                                    reset_timeout_s=b.number("reset_timeout_s", 30.0, minimum=0.001)),
-            anthropic_version=p.string("anthropic_version", "2023-06-01"),
+            anthropic_version=p.string("anthropic_version", "2023-06-01"), cloud=cloud,
             bulkhead=BulkheadOptions(max_concurrent=None if p.raw("max_concurrent") is None else
                                      p.number("max_concurrent", 0, minimum=1, kind=int)),
             responses=responses,
@@ -236,7 +241,6 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     return out
 
 
-_PROVIDER_KINDS = ("openai", "anthropic")
 
 
 def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[str, ModelRoute]:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.config.clouds import CloudOptions, ProviderKind
 from gateway.policies.breaker import BreakerOptions
 from gateway.policies.budget import BudgetOptions
 from gateway.policies.bulkhead import BulkheadOptions
@@ -55,7 +56,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
-    kind: WireFormat
+    kind: ProviderKind  # see gateway.config.clouds; `wire` is the wire format it speaks
     base_url: str
     api_key: str = field(default="", repr=False)
     timeout_s: float = 60.0
@@ -70,6 +71,11 @@ class ProviderConfig:
     # kind's default (Anthropic: natively; OpenAI-compatible: never), "off" never, "continue_final_message"
     # (vLLM, Hugging Face chat templates) or "prefix" (DeepSeek, Mistral: `prefix: true` on the message).
     prefill: str | None = None
+    cloud: CloudOptions | None = None  # the settings of the cloud kinds (azure-openai, bedrock, vertex)
+
+    @property
+    def wire(self) -> WireFormat:
+        return ProviderKind(self.kind).wire
 
 
 @dataclass(frozen=True, slots=True)

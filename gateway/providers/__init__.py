@@ -2,17 +2,21 @@
 
 from collections.abc import Callable
 
+from gateway.config.clouds import ProviderKind
 from gateway.config.model import ProviderConfig
-from gateway.providers import anthropic, openai
+from gateway.providers import anthropic, azure, bedrock, openai, vertex
 from gateway.providers.http import Endpoint, HttpProvider
 from gateway.providers.protocol import Provider, UpstreamRequest
-from gateway.wire import WireFormat
 
 __all__ = ["Endpoint", "HttpProvider", "Provider", "UpstreamRequest", "create_provider"]
 
-_ENDPOINTS: dict[WireFormat, Callable[[ProviderConfig], Endpoint]] = {
-    WireFormat.OPENAI: openai.endpoint, WireFormat.ANTHROPIC: anthropic.endpoint}
+# Each kind's module builds its endpoint; the cloud kinds import their credential library only here, when a
+# provider of that kind is configured.
+_ENDPOINTS: dict[ProviderKind, Callable[[ProviderConfig], Endpoint]] = {
+    ProviderKind.OPENAI: openai.endpoint, ProviderKind.ANTHROPIC: anthropic.endpoint,
+    ProviderKind.AZURE_OPENAI: azure.endpoint, ProviderKind.BEDROCK: bedrock.endpoint,
+    ProviderKind.VERTEX: vertex.endpoint}
 
 
 def create_provider(config: ProviderConfig) -> Provider:
-    return HttpProvider(config, _ENDPOINTS[config.kind](config))
+    return HttpProvider(config, _ENDPOINTS[ProviderKind(config.kind)](config))

@@ -13,13 +13,14 @@ import os
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig
 from gateway.errors import FailureKind, ProviderError, classify_status, known_error_type
+from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
 from gateway.wire import Json, SSEEvent, WireFormat
@@ -27,16 +28,34 @@ from gateway.wire import Json, SSEEvent, WireFormat
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
 _MAX_JSON_BODY = 64 * 1024 * 1024  # bytes of a unary answer (embeddings of a large batch are tens of MB)
+_OWN_ERROR_TYPES = frozenset({"bad_response", "stream_error", "timeout", "connection_error"})
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+
+
+# Reads a streamed answer's body into batches of events (SSE by default; Bedrock's AWS event stream).
+StreamDecoder = Callable[[aiohttp.StreamReader, str], AsyncIterator[list[SSEEvent]]]
+# Reads a kind's error body (and headers): message, error type, and the failure kind when the status alone
+# does not tell it (e.g. a throttling error sent as 400).
+ErrorReader = Callable[[bytes, Mapping[str, str]], tuple[str, str, FailureKind | None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where a provider kind is called, by operation ("chat", "embeddings", "count_tokens", ...), and the
-    headers every call carries (auth included). An operation without a URL is one the kind does not serve."""
+    headers every call carries (auth included). An operation without a URL is one the kind does not serve.
+
+    For kinds whose requests differ one from another (the clouds): a URL may hold `{model}`, filled with the
+    body's model (URL-quoted); `shape` rewrites each request into the kind's own body and headers (e.g. no
+    `model` in the body); `auth` adds headers per request, last (a signature over the final body, a refreshed
+    token); `stream_type` and `decode` read the kind's stream; `errors` reads its error bodies."""
 
     urls: Mapping[str, str]
     headers: Mapping[str, str]
+    auth: Auth | None = None
+    shape: Callable[[UpstreamRequest], UpstreamRequest] | None = None
+    stream_type: str = "text/event-stream"
+    decode: StreamDecoder | None = None  # None: SSE
+    errors: ErrorReader | None = None  # None: OpenAI- and Anthropic-shaped bodies
 
 
 class HttpProvider:
@@ -45,7 +64,7 @@ class HttpProvider:
     def __init__(self, config: ProviderConfig, endpoint: Endpoint) -> None:
         self.config = config
         self.name = config.name
-        self.kind: WireFormat = config.kind
+        self.kind: WireFormat = config.wire  # what the engine translates to (the provider kind is config.kind)
         parsed = urlparse(config.base_url)
         self.server_address = parsed.hostname or ""
         self.server_port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -57,6 +76,11 @@ class HttpProvider:
         # The kind's chat format, and any other wire format the endpoint has a URL for (by the format's name).
         self.speaks = frozenset({self.kind} | {fmt for fmt in WireFormat if fmt.value in self._urls})
         self._headers = dict(endpoint.headers)  # built once: they carry the key and never change
+        self._auth = endpoint.auth
+        self._shape = endpoint.shape
+        self._stream_type = endpoint.stream_type
+        self._decode: StreamDecoder = endpoint.decode or _read_sse
+        self._errors = endpoint.errors
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -74,6 +98,8 @@ class HttpProvider:
         return self._session
 
     async def aclose(self) -> None:
+        if self._auth is not None:
+            await self._auth.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -151,8 +177,13 @@ class HttpProvider:
     def redact(self, text: str) -> str:
         """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
         echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients. Pieces of
-        the key that a bound cut off are cut out too (see `gateway.providers.redaction`)."""
-        return redact(text, self.config.api_key)
+        the key that a bound cut off are cut out too (see `gateway.providers.redaction`), and so is the current
+        token or signature of a cloud's auth, whatever the config holds."""
+        text = redact(text, self.config.api_key)
+        if self._auth is not None:
+            for secret in self._auth.secrets():
+                text = redact(text, secret)
+        return text
 
     def _fault(self, message: str, error_type: str, status: int | None = None) -> ProviderError:
         # Redacted before it is bounded: a bound through the key would leave a part of it unmatched.
@@ -164,6 +195,10 @@ class HttpProvider:
         if url is None:
             raise ProviderError(FailureKind.CLIENT, f"{self.name}: {request.operation} is not served by a "
                                 f"{self.kind} provider", status=400, error_type="invalid_request_error")
+        if "{model}" in url:  # the clouds name the model (deployment, model id) in the URL
+            url = url.replace("{model}", quote(str(request.body.get("model", "")), safe=":@"))  # RFC 3986 pchar
+        if self._shape is not None:
+            request = self._shape(request)
         # Forwarded client headers never replace the provider's own auth.
         headers = self._headers if not request.headers else {
             **self._headers, **{k: v for k, v in request.headers.items() if k.lower() not in _AUTH_HEADERS}}
@@ -172,6 +207,8 @@ class HttpProvider:
         except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes: the request's fault
             raise ProviderError(FailureKind.CLIENT, f"{self.name}: request cannot be encoded as JSON ({exc})",
                                 status=400, error_type="invalid_request_error") from None
+        if self._auth is not None:
+            headers = {**headers, **await self._auth.headers("POST", url, headers, payload)}
         try:
             # No redirects: an LLM API never moves, and following one would hand the key headers to
             # whatever server the Location names.
@@ -192,13 +229,19 @@ class HttpProvider:
             if resp.status >= 300:
                 raise await self._http_error(resp)
             ctype = resp.headers.get("content-type", "")
-            if not ctype.startswith("text/event-stream"):
+            if not ctype.startswith(self._stream_type):
                 # Often an error body sent with 200 (or a server that ignored stream: true): say what it says.
                 message, _ = _error_message(await _read_bounded(resp.content, _MAX_ERROR_BODY), raw_excerpt=False)
                 raise self._fault(f"expected an event stream, got {ctype or 'no content type'} (HTTP {resp.status})"
                                   + (f": {message}" if message else ""), "bad_response", resp.status)
-            async for batch in _read_sse(resp.content, self.name):
-                yield batch
+            try:
+                async for batch in self._decode(resp.content, self.name):
+                    yield batch
+            except ProviderError as exc:  # from the stream's decoder (e.g. an exception frame): upstream words
+                own = exc.error_type in _OWN_ERROR_TYPES  # the reader's own verdict, else the upstream's word
+                raise ProviderError(exc.kind, bounded(self.redact(exc.message)), status=exc.status,
+                                    error_type=exc.error_type if own else known_error_type(exc.error_type)
+                                    or "stream_error", retry_after_s=exc.retry_after_s) from None
             finished = True
         except TimeoutError:
             raise self._fault(f"no data for {self.config.timeout_s:g} s", "timeout") from None
@@ -213,14 +256,18 @@ class HttpProvider:
 
     async def _http_error(self, resp: aiohttp.ClientResponse) -> ProviderError:
         raw = await _read_bounded(resp.content, _MAX_ERROR_BODY)
-        message, error_type = _error_message(raw)
+        kind: FailureKind | None = None
+        if self._errors is not None:
+            message, error_type, kind = self._errors(raw, resp.headers)
+        else:
+            message, error_type = _error_message(raw)
         retry_after = _retry_after(resp.headers.get("retry-after-ms"), resp.headers.get("retry-after"))
         if retry_after is not None and not retry_after <= 3600:
             # inf, nan or absurd: as if none was sent (it becomes a cool-down and the client's Retry-After).
             retry_after = None
         text = f"{self.name}: HTTP {resp.status}" + (f": {message}" if message else "")
         # The type goes to the client as its error type, and to metrics and traces: known words only.
-        return ProviderError(classify_status(resp.status), bounded(self.redact(text)), status=resp.status,
+        return ProviderError(kind or classify_status(resp.status), bounded(self.redact(text)), status=resp.status,
                              error_type=known_error_type(error_type) or f"http_{resp.status}",
                              retry_after_s=retry_after)
 

@@ -7,7 +7,9 @@ path, redacted headers, body; `SimStats.recent`, `GET /_sim/requests`).
 
 Besides chat (text, tool calls steered by the last user message, structured answers generated from the
 requested JSON schema: see `answers.py`), it serves `POST /v1/embeddings`, `POST /v1/messages/count_tokens`
-and `GET /v1/models[/{id}]`; the first two go through the same profile as chat.
+and `GET /v1/models[/{id}]`; the first two go through the same profile as chat. It also speaks the clouds'
+wire formats (Azure OpenAI, Bedrock's event stream and SigV4, Vertex with a Google token endpoint): see
+`cloud_routes.py` and docs/cloud-simulators.md for what they reproduce and what they do not.
 
 A profile in YAML (every field optional; times in ms, outage windows in s since start or last reset):
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.simulator.anthropic_wire import AnthropicDialect, count_tokens_body
 from gateway.simulator.chat import BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
+from gateway.simulator.cloud_routes import CloudRoutes
 from gateway.simulator.control import add_uncounted_routes, same_key
 from gateway.simulator.embeddings import embeddings_body, parse_embeddings_request
 from gateway.simulator.midstream import FaultDraws, continue_prefill
@@ -72,6 +73,7 @@ class SimulatedProvider:
         self._runner: web.AppRunner | None = None
         self._epoch = 0.0  # loop time the outage clock counts from
         self._seq = 0  # numbers ids (chatcmpl-simN, msg_simN) deterministically
+        self.clouds = CloudRoutes(self)  # Azure OpenAI, Bedrock and Vertex routes (gateway.simulator.cloud_routes)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -145,6 +147,7 @@ class SimulatedProvider:
         app.router.add_post("/v1/responses", self._handle_responses)
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         add_uncounted_routes(app, self)
+        self.clouds.add_to(app)
         return app
 
     # ---- counted requests ---------------------------------------------------------------------------------
@@ -192,10 +195,14 @@ class SimulatedProvider:
             await asyncio.Future()  # never resolves: ends when the client leaves and aiohttp cancels us
         if profile.outages and profile.outage_at(self.elapsed_s()):
             return await self._error(request, dialect, seq, profile, profile.outage_status, "Simulated outage.")
-        if profile.require_key is not None and not same_key(dialect.credential(request.headers),
-                                                               profile.require_key):
-            return await self._error(request, dialect, seq, profile, 401, "Invalid API key (simulated).",
-                                     code="invalid_api_key")
+        if profile.require_key is not None:
+            # A cloud dialect checks its own auth (a SigV4 signature covers the path and the body).
+            authorize = getattr(dialect, "authorize", None)
+            refusal = authorize(request, raw, profile.require_key) if authorize is not None else (
+                None if same_key(dialect.credential(request.headers), profile.require_key)
+                else (401, "Invalid API key (simulated).", "invalid_api_key"))
+            if refusal is not None:
+                return await self._error(request, dialect, seq, profile, refusal[0], refusal[1], code=refusal[2])
         if body is None:
             return await self._error(request, dialect, seq, profile, 400, "Request body is not valid JSON.")
         return await serve(request, dialect, body, profile, seq)
@@ -223,7 +230,8 @@ class SimulatedProvider:
         plan = self._plan(profile, chat, stalls, breaks_midstream)
         encoder = dialect.encoder(chat, seq)
         headers = {dialect.request_id_header: f"req_sim{seq}"}
-        if chat.stream:
+        if chat.stream:  # a cloud dialect may frame its stream otherwise (Bedrock's event stream)
+            headers.update(getattr(dialect, "stream_headers", {}))
             return await self._stream(request, encoder, headers, profile, plan, chat)
         return await self._respond(request, dialect, seq, encoder, headers, profile, plan)
 
@@ -353,6 +361,9 @@ class SimulatedProvider:
         headers = {dialect.request_id_header: f"req_sim{seq}"}
         if status == 429:
             headers["retry-after"] = _format_seconds(profile.retry_after_s)
+        error_headers = getattr(dialect, "error_headers", None)  # a cloud's own (Bedrock's x-amzn-ErrorType)
+        if error_headers is not None:
+            headers = error_headers(status, code, headers)
         resp = web.Response(status=status, body=dialect.error_body(status, message, code=code, param=param),
                             content_type="application/json", headers=headers)
         if await self._send(request, resp):

@@ -32,12 +32,13 @@ from gateway.engine import (
 )
 from gateway.telemetry import span_attributes
 from gateway.telemetry.metrics import GatewayMetrics
-from gateway.wire import WireFormat
 
 log = logging.getLogger("gateway.telemetry")
 
-# gen_ai.provider.name well-known values for the wire formats a provider speaks.
-GENAI_PROVIDER_NAME: Mapping[WireFormat, str] = {WireFormat.OPENAI: "openai", WireFormat.ANTHROPIC: "anthropic"}
+# gen_ai.provider.name well-known values, by provider kind (the same model on a cloud is the cloud's).
+GENAI_PROVIDER_NAME: Mapping[str, str] = {"openai": "openai", "anthropic": "anthropic",
+                                          "azure-openai": "azure.ai.openai", "bedrock": "aws.bedrock",
+                                          "vertex": "gcp.vertex_ai"}
 UNKNOWN_PROVIDER = "_OTHER"  # the semantic conventions' value for a provider outside their list
 
 W3C = TraceContextTextMapPropagator()

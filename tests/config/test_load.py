@@ -25,7 +25,7 @@ def error_of(data: object, env: dict[str, str] | None = None) -> str:
 
 def test_example_and_demo_configs_parse() -> None:
     example = load_config(ROOT / "config" / "gateway.example.yaml", env={})
-    assert set(example.models) == {"chat", "chat-adaptive", "chat-race", "chat-failover"}
+    assert set(example.models) == {"chat", "chat-adaptive", "chat-race", "chat-failover", "claude-clouds", "gpt-clouds"}
     assert example.models["chat-adaptive"].hedge.adaptive is not None
     assert example.models["chat-adaptive"].hedge.adaptive.quantile == pytest.approx(0.95)
     assert example.models["chat-race"].hedge.delay_ms == 0
@@ -40,7 +40,7 @@ def test_defaults() -> None:
     route = config.models["chat"]
     assert route.hedge.max_attempts == 2 and route.hedge.delay_ms == 400
     assert route.hedge.budget.percent == 10
-    assert config.providers["b"].kind is WireFormat.ANTHROPIC
+    assert config.providers["b"].kind == "anthropic" and config.providers["b"].wire is WireFormat.ANTHROPIC
     assert config.deadline_s(route) == 60.0
 
 
@@ -65,7 +65,8 @@ def test_env_default_and_missing_variable_names_the_field() -> None:
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda d: d["models"]["chat"]["targets"][1].update(provider="zzz"),
      "models.chat.targets[1].provider: unknown provider 'zzz'"),
-    (lambda d: d["providers"]["a"].update(kind="gemini"), "providers.a.kind: must be openai or anthropic"),
+    (lambda d: d["providers"]["a"].update(kind="gemini"),
+     "providers.a.kind: must be one of openai, anthropic, azure-openai, bedrock, vertex"),
     (lambda d: d["providers"]["a"].update(base_url="ftp://x"), "providers.a.base_url: must be an http(s) URL"),
     (lambda d: d["providers"]["a"].update(timeout_s="soon"), "providers.a.timeout_s: must be a number"),
     (lambda d: d["providers"]["a"].update(breaker={"fail_max": 0}), "providers.a.breaker.fail_max: must be >= 1"),

@@ -40,7 +40,7 @@ def test_responses_is_refused_where_it_cannot_hold_and_named() -> None:
         "providers.o.responses: must be true or false, got 'yes'")
     # A wire format some providers also speak, not a kind of provider.
     assert error_of(config({"o": {"kind": "responses", "base_url": "http://127.0.0.1:1/v1"}})) == (
-        "providers.o.kind: must be openai or anthropic, got 'responses'")
+        "providers.o.kind: must be one of openai, anthropic, azure-openai, bedrock, vertex, got 'responses'")
 
 
 def test_the_conversation_store_limits() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.config import parse_config
 from loadtest.__main__ import SCENARIOS_DIR, apply_overrides, main, resolve_scenario_path
 from loadtest.gateway_config import gateway_config
 from loadtest.scenario import ScenarioError, load_scenario, parse_scenario
@@ -42,6 +44,19 @@ def test_reference_scenarios_parse(name: str) -> None:
     assert scenario.baseline == "no-hedge"
 
 
+def test_three_clouds_scenario_is_the_same_model_on_three_cloud_kinds() -> None:
+    scenario = load_scenario(SCENARIOS_DIR / "three-clouds.yaml")
+    assert [p.kind for p in scenario.providers] == ["anthropic", "bedrock", "vertex"]
+    assert len({(p.price.input_per_mtok, p.price.output_per_mtok) for p in scenario.providers}) == 1
+    # The clouds' simulators check the credentials the gateway is given.
+    assert scenario.provider("bedrock").profile["require_key"].startswith("AKID")
+    with tempfile.TemporaryDirectory() as files:
+        config = parse_config(gateway_config(scenario.providers, scenario.policies[0], scenario.alias,
+                                             {p.name: "http://127.0.0.1:9" for p in scenario.providers}, 1, "",
+                                             Path(files)), {})
+    assert config.providers["vertex"].base_url == "http://127.0.0.1:9/v1"
+
+
 def test_minimal_scenario_defaults() -> None:
     scenario = parse_scenario(MINIMAL, default_name="mini")
     assert scenario.name == "mini"
@@ -58,7 +73,7 @@ def test_minimal_scenario_defaults() -> None:
     ("traffic.stream_share", 1.5, "traffic.stream_share", "must be <= 1"),
     ("traffic.prompt_tokens", [50, 10], "traffic.prompt_tokens[1]", "must be >= 50"),
     ("traffic.speed", 3, "traffic.speed", "unknown key"),
-    ("providers.primary.kind", "grpc", "providers.primary.kind", "openai or anthropic"),
+    ("providers.primary.kind", "grpc", "providers.primary.kind", "openai, anthropic, azure-openai, bedrock, vertex"),
     ("providers.primary.profile", {"ttft": {"median_ms": 100, "sigma": -1}}, "providers.primary.profile.ttft.sigma",
      "must be >= 0"),
     ("providers.primary.profile", {"stall_prob": 2}, "providers.primary.profile.stall_prob", "between 0 and 1"),
