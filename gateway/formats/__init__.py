@@ -21,6 +21,16 @@ from gateway.wire import Json, SSEEvent
 
 
 @dataclass(frozen=True, slots=True)
+class UsageDetails:
+    """The parts of a usage report that price differently from plain input and output. Both formats bill cache
+    writes above the input price (Anthropic 1.25x, 2x for the 1 h TTL), and reasoning is output, counted apart."""
+
+    cache_write_tokens: int | None = None  # prompt tokens written to the provider's prompt cache (all TTLs)
+    cache_write_long_tokens: int | None = None  # of which with the long TTL (Anthropic's 1 h, OpenAI's 12 h)
+    reasoning_tokens: int | None = None  # output tokens spent reasoning (included in output_tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class EventInfo:
     """What one provider stream event means to the engine (hedging, usage, cost, end of stream)."""
 
@@ -29,11 +39,27 @@ class EventInfo:
     # Token counts as this format reports them; None when the event says nothing about them.
     input_tokens: int | None = None  # prompt tokens including cached ones
     output_tokens: int | None = None  # cumulative completion tokens so far
-    cached_input_tokens: int | None = None
+    cached_input_tokens: int | None = None  # cache reads
+    # Only usage events carry details: one slot (not three) keeps the per-delta `content_info` cheap.
+    details: UsageDetails | None = None
     finish_reason: str | None = None  # native value (OpenAI "stop", Anthropic "end_turn", ...)
     error: tuple[str, str] | None = None  # (type, message) of an error reported inside the stream
     end: bool = False  # the format's own end-of-message event (Anthropic message_stop)
     text: str = ""  # generated text/arguments carried, to estimate tokens when a stream is cut
+
+
+# Token counts a provider may report. Bigger is no real count (context windows are a few million tokens) and
+# would turn into an absurd cost; such a count, and any count that is not a non-negative int, is treated as
+# missing: the engine then estimates it, and flags the attempt's usage as estimated.
+MAX_TOKENS = 100_000_000
+
+
+def token_count(value: object) -> int | None:
+    """`value` if it is a plausible token count, else None. `type(...) is int`: a bool is an int subclass,
+    and "12", 12.0 or 1e308 are not counts (they would break the sums and the cost downstream)."""
+    if type(value) is int and 0 <= value < MAX_TOKENS:
+        return value
+    return None
 
 
 # Shared by every event that means nothing to the engine (pings, role-only chunks, block stops...):
@@ -51,10 +77,10 @@ class Aggregator(Protocol):
 # per field); a text delta is nearly every chunk of every stream, so `content_info` fills the slots
 # directly (~0.45 us). Same result as EventInfo(content=True, text=text); tests check they are equal.
 _new_event_info = object.__new__
-(_set_content, _set_input, _set_output, _set_cached, _set_finish, _set_error, _set_end, _set_text) = (
-    getattr(EventInfo, name).__set__ for name in (
-        "content", "input_tokens", "output_tokens", "cached_input_tokens", "finish_reason", "error", "end",
-        "text"))
+(_set_content, _set_input, _set_output, _set_cached, _set_details, _set_finish, _set_error, _set_end,
+ _set_text) = (getattr(EventInfo, name).__set__ for name in (
+    "content", "input_tokens", "output_tokens", "cached_input_tokens", "details", "finish_reason", "error", "end",
+    "text"))
 
 
 def content_info(text: str) -> EventInfo:
@@ -64,6 +90,7 @@ def content_info(text: str) -> EventInfo:
     _set_input(info, None)
     _set_output(info, None)
     _set_cached(info, None)
+    _set_details(info, None)
     _set_finish(info, None)
     _set_error(info, None)
     _set_end(info, False)
