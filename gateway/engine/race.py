@@ -28,6 +28,9 @@ from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.engine.runtime import Runtime
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
+from gateway.pricing.estimate import expected_usage, learn
+from gateway.pricing.prefix import prompt_prefix
+from gateway.pricing.usage import cost
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator, translation
 from gateway.translate.passthrough import PASSTHROUGH
@@ -154,6 +157,9 @@ class _Race:
         # Prompt tokens until the provider reports them: about 4 bytes of JSON per token (from the body's size,
         # known at the door; serialising the messages again here would cost as much as the request itself).
         self.input_estimate = max(1, (record.body_bytes or len(str(body.get("messages", "")))) // 4)
+        # The cacheable prefix, hashed once (long prompts only): what each provider's prompt cache holds of it
+        # decides a hedge's expected cost and what a cut attempt is billed.
+        self.prefix = prompt_prefix(body, record.door, self.input_estimate) if record.endpoint == "chat" else None
 
     async def run(self) -> Winner:
         hedge = self.route.hedge
@@ -257,10 +263,12 @@ class _Race:
                 self.unsupported = exc
                 self.skip(index, target, kind, "unsupported_request")
                 continue
+            expected = expected_usage(self.prefix, rt.prompt_caches.get(target.provider),
+                                      self.upstream_format(provider), self.input_estimate,
+                                      round(rt.expected_output_tokens(route)))
             expected_cost = 0.0
             if kind is Launch.HEDGE:
-                expected_cost = target.price.cost_usd(self.input_estimate,
-                                                      round(self.rt.expected_output_tokens(route)))
+                expected_cost = cost(target.price, expected).total_usd
                 self.hedge_refused = self.hedge_refusal(target, expected_cost)
                 if self.hedge_refused is not None:
                     permit.release()
@@ -275,7 +283,7 @@ class _Race:
                              hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
                              input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot,
                              expected_cost_usd=expected_cost if kind is Launch.HEDGE else None,
-                             on_finish=self.attempt_ended)
+                             on_finish=self.attempt_ended, expected=expected)
             self.sent += 1
             timeout_s = rt.config.providers[target.provider].timeout_s
             aggregator = codec_for(record.door).aggregator
@@ -287,6 +295,11 @@ class _Race:
     def attempt_ended(self, attempt: Attempt) -> None:
         if attempt.outcome is Outcome.WON and attempt.error is None:
             self.rt.note_output(self.route.alias, attempt.billed_output_tokens)
+        if self.prefix is not None and attempt.input_tokens is not None:  # its provider said what it cached
+            learn(self.rt.prompt_caches[attempt.provider], self.prefix,
+                  self.upstream_format(self.rt.providers[attempt.provider]),
+                  cache_read_tokens=attempt.cached_input_tokens or 0,
+                  cache_write_tokens=attempt.cache_write_tokens or 0)
 
     def hedge_refusal(self, target: Target, expected_cost: float) -> str | None:
         """Why a hedge to `target` must not go now, or None (and its share of the budgets is then spent)."""

@@ -22,7 +22,7 @@ from functools import cache
 from importlib.metadata import version
 from typing import Any
 
-from gateway.config.model import Price
+from gateway.config.model import GatewayConfig, Price
 
 CATALOG = "genai-prices"
 
@@ -126,14 +126,14 @@ def _at(value: Any, start: int | None) -> float | None:
 def merge(configured: Mapping[str, float], entry: CatalogEntry | None) -> Price:
     """The target's price: each configured field wins, the catalog fills the rest (its tiers too, for the
     fields the config does not set); with neither, source "none" and zeros."""
+    fields: dict[str, Any] = dict(configured)  # field names of `Price`, checked by the config loader
     if entry is None:
-        source = "config" if configured else "none"
-        return Price(**configured, source=source)  # type: ignore[arg-type]
+        return Price(**fields, source="config" if configured else "none")
     if not configured:
         return entry.price
     catalog = entry.price
-    tiers = tuple((start, replace(tier, **configured)) for start, tier in catalog.tiers)  # type: ignore[arg-type]
-    return replace(catalog, **configured, tiers=tiers, source="config+catalog")  # type: ignore[arg-type]
+    tiers = tuple((start, replace(tier, **fields)) for start, tier in catalog.tiers)
+    return replace(catalog, **fields, tiers=tiers, source="config+catalog")
 
 
 def describe(price: Price) -> str:
@@ -147,3 +147,11 @@ def describe(price: Price) -> str:
              f"1h write {money(price.cache_write_long_per_mtok, 'as write')}"]
     tiers = f", +{len(price.tiers)} long-context tier(s) above {price.tiers[0][0]} tokens" if price.tiers else ""
     return f"{', '.join(parts)} per Mtok{tiers}; from {price.source}"
+
+
+def unpriced_warnings(config: GatewayConfig) -> list[str]:
+    """One line per target that neither the config nor the catalog prices: its cost is traced as 0."""
+    unpriced = {t.label: t for route in config.models.values() for t in route.targets if t.price.source == "none"}
+    return [f"{label}: no price configured and {t.model!r} is not in the {catalog_name()} catalog for a "
+            f"{config.providers[t.provider].kind} provider at {config.providers[t.provider].base_url}: "
+            "its cost is counted as 0" for label, t in unpriced.items()]
