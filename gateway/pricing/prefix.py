@@ -51,7 +51,7 @@ def prompt_prefix(body: Json, door: str, input_estimate: int) -> PromptPrefix | 
     chain = 0
     size = 0
     for i, (block, marker) in enumerate(blocks):
-        data = orjson.dumps(block)
+        data = orjson.dumps(_without_marker(block) if marker is not None else block)
         chain = hash((chain, data))
         size += len(data)
         hashes.append(chain)
@@ -105,6 +105,16 @@ def _chat_blocks(body: Json) -> Iterator[Block]:
 
 def _items(value: object) -> list[object]:
     return value if type(value) is list else []
+
+
+def _without_marker(block: object) -> object:
+    """The block as the provider's cache sees it: a breakpoint's marker is no part of the cached prompt (the
+    next turn moves it to its last block, and still reads this one)."""
+    if type(block) is tuple:
+        return tuple(_without_marker(item) for item in block)
+    if type(block) is dict:
+        return {key: value for key, value in block.items() if key != "cache_control"}
+    return block
 
 
 def _marker(block: object) -> object:

@@ -161,7 +161,8 @@ def _chain(blocks: Iterator[tuple[object, int, object]]) -> Iterator[_Block]:
     key = 0
     chars = 0
     for content, text_chars, marker in blocks:
-        key = hash((key, orjson.dumps(content)))
+        # The marker is no part of the cached prompt: a later turn moves it and still reads this block.
+        key = hash((key, orjson.dumps(_unmarked(content) if marker is not None else content)))
         chars += text_chars
         yield _Block(key, chars // 4, _ttl(marker) if isinstance(marker, dict) else None)
 
@@ -195,6 +196,14 @@ def _openai_blocks(request: Mapping[str, object]) -> Iterator[tuple[object, int,
 
 def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
+
+
+def _unmarked(content: object) -> object:
+    if isinstance(content, tuple):
+        return tuple(_unmarked(item) for item in content)
+    if isinstance(content, dict):
+        return {key: value for key, value in content.items() if key != "cache_control"}
+    return content
 
 
 def _marker(block: object) -> object:
