@@ -67,6 +67,9 @@ class Attempt:
     # The usage expected before it was sent (prompt-cache state of its provider, the alias's usual output): a
     # hedge's expected cost, and the input split billed when the attempt was cut before any usage came.
     expected: Usage | None = None
+    # `cost` is read by the spans, the metrics, the log and the request's sums: computed once, on first use
+    # (a value derived from the frozen fields, so caching it keeps the record's meaning).
+    _cost: Cost | None = field(default=None, repr=False, compare=False)
 
     @property
     def provider(self) -> str:
@@ -115,11 +118,16 @@ class Attempt:
 
     @property
     def cost(self) -> Cost:
-        # A failed attempt that got an HTTP error before streaming is not billed by providers.
-        if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
-                                               and self.error.status is not None):
-            return NO_COST
-        return cost(self.target.price, self.billed_usage)
+        known = self._cost
+        if known is None:
+            # A failed attempt that got an HTTP error before streaming is not billed by providers.
+            if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
+                                                   and self.error.status is not None):
+                known = NO_COST
+            else:
+                known = cost(self.target.price, self.billed_usage)
+            object.__setattr__(self, "_cost", known)
+        return known
 
     @property
     def cost_usd(self) -> float:
