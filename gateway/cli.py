@@ -1,4 +1,4 @@
-"""Command line: `gateway serve`, `gateway check-config`, `gateway traces`."""
+"""Command line: `gateway serve`, `gateway check-config`, `gateway traces`, `gateway tune`."""
 
 from __future__ import annotations
 
@@ -86,9 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_traces.add_argument("file", nargs="?", default="gateway-traces.jsonl",
                           help="span file written by the gateway (default: %(default)s)")
     p_traces.add_argument("--plot", metavar="FILE.png", help="also draw cost against latency to this image")
+    from gateway.tuning import command as tune_command
+
+    p_tune = sub.add_parser("tune", help="replay recorded traces through candidate hedge policies, offline")
+    tune_command.add_arguments(p_tune)
     args = parser.parse_args(argv)
     if args.command == "traces":
         return traces(args.file, args.plot)
+    if args.command == "tune":
+        return tune_command.run(args)
 
     setup_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     path = args.config if args.command == "serve" else args.path
@@ -107,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1:
         return supervise(args.workers, ["serve", "--config", path, "--host", args.host or config.server.host,
                                         "--port", str(args.port or config.server.port), "--log-level",
-                                        args.log_level, "--log-format", args.log_format])
+                                        args.log_level, "--log-format", args.log_format], config.state)
     _install_uvloop()
     try:
         asyncio.run(serve(config, args.host or config.server.host, args.port or config.server.port,

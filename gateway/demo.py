@@ -20,6 +20,7 @@ from gateway.cli import describe
 from gateway.config import load_config
 from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.server import Gateway, build_app
+from gateway.server.connections import GatewayRunner
 from gateway.simulator import SimulatedProvider, parse_profile
 from gateway.telemetry import setup_telemetry
 
@@ -102,8 +103,8 @@ async def main_async(once: bool) -> None:
     collect = Collect()
     telemetry = setup_telemetry(config.telemetry, env)  # spans to demo-traces.jsonl, metrics at /metrics
     telemetry.hooks = CompositeHooks(telemetry.hooks, collect)
-    runner = web.AppRunner(build_app(Gateway(config, telemetry=telemetry)), handler_cancellation=True,
-                           access_log=None)
+    runner = GatewayRunner(build_app(Gateway(config, telemetry=telemetry)), config.server,
+                           handler_cancellation=True, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.server.host, config.server.port).start()
     base_url = f"http://{config.server.host}:{config.server.port}"

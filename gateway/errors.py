@@ -69,3 +69,23 @@ _DEFAULT_TYPES = {
 
 def default_error_type(status: int) -> str:
     return _DEFAULT_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+
+
+# Error types an upstream may report that the gateway passes on (as the client's error type, a metric label, a
+# span attribute): Anthropic's, OpenAI's (types, and the codes some servers put in `type`), and those of common
+# OpenAI-compatible servers. Any other value is free text from upstream (it could even hold the key it was
+# sent), so it is never passed on: see `known_error_type`.
+KNOWN_ERROR_TYPES = frozenset({
+    # Anthropic
+    "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
+    "request_too_large", "rate_limit_error", "api_error", "overloaded_error", "timeout_error",
+    # OpenAI (and OpenAI-compatible servers)
+    "server_error", "insufficient_quota", "requests", "tokens", "rate_limit_exceeded", "invalid_api_key",
+    "model_not_found", "context_length_exceeded", "access_terminated", "internal_error", "service_unavailable",
+    "BadRequestError", "NotFoundError", "InternalServerError",
+})
+
+
+def known_error_type(value: object) -> str:
+    """`value` if it is a known upstream error type, else "" (the caller picks its generic type)."""
+    return value if type(value) is str and value in KNOWN_ERROR_TYPES else ""

@@ -47,6 +47,14 @@ class RequestLog(Hooks):
     def request_finished(self, summary: RequestSummary) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
+        # Runs in the request's `finally`: an exception here (a record field of a type nothing expected, from
+        # an upstream value) would escape the request. Hooks never raise.
+        try:
+            self._log(summary)
+        except Exception:
+            self.log.exception("request log line not written")
+
+    def _log(self, summary: RequestSummary) -> None:
         winner = summary.winner
         fields: dict[str, Any] = {
             "request_id": summary.request_id, "alias": summary.alias, "door": str(summary.door),

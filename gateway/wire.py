@@ -14,6 +14,7 @@ class WireFormat(enum.StrEnum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    RESPONSES = "responses"  # OpenAI's Responses API: a door, and a format some OpenAI-kind providers also speak
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest overhead ...`, `... soak ...`."""
+"""Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest fit TRACES ... -o SCENARIO.yaml`,
+`python -m loadtest overhead ...`, `... perf ...`, `... soak ...`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.scenario import ScenarioError, load_scenario
-from loadtest.spec import Scenario
+from loadtest.spec import Door, Scenario
 
 SCENARIOS_DIR = Path(__file__).resolve().parent / "scenarios"
 RESULTS_DIR = Path("loadtest-results")
@@ -25,12 +26,14 @@ def resolve_scenario_path(text: str) -> Path:
 
 
 def apply_overrides(scenario: Scenario, *, duration_s: float | None, rate: float | None,
-                    policies: Sequence[str] | None) -> Scenario:
+                    policies: Sequence[str] | None, door: Door | None = None) -> Scenario:
     traffic = scenario.traffic
+    if door is not None:
+        traffic = dataclasses.replace(traffic, door=door)
     if duration_s is not None:
         traffic = dataclasses.replace(traffic, duration_s=duration_s)
-    if rate is not None:
-        traffic = dataclasses.replace(traffic, rate=rate)
+    if rate is not None:  # a constant rate: it replaces a fitted rate profile too
+        traffic = dataclasses.replace(traffic, rate=rate, rates=())
     chosen = scenario.policies
     if policies:
         known = {p.name for p in scenario.policies}
@@ -58,15 +61,27 @@ def scenario_main(argv: Sequence[str]) -> int:
     parser.add_argument("--duration", type=_positive, help="override traffic.duration_s (seconds per policy)")
     parser.add_argument("--rate", type=_positive, help="override traffic.rate (requests per second)")
     parser.add_argument("--policy", action="append", help="run only this policy (repeatable)")
+    parser.add_argument("--door", choices=("openai", "anthropic", "responses"),
+                        help="send every request through this door (override traffic.door)")
     parser.add_argument("--no-plot", action="store_true", help="skip plot.png (and the matplotlib import)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    target = parser.add_argument_group("driving a running deployment (no simulators, no gateway started)")
+    target.add_argument("--target-url", help="the deployment's root URL, e.g. http://127.0.0.1:8080")
+    target.add_argument("--allow-remote", action="store_true", help="allow a --target-url that is not loopback")
+    target.add_argument("--max-requests", type=int, default=1000, help="hard cap on requests sent (1000)")
+    target.add_argument("--max-spend", type=_positive, default=1.0, metavar="USD",
+                        help="hard cap on the worst-case spend, at the scenario's prices (1.0)")
+    target.add_argument("--api-key", help="gateway key to send (default: none)")
+    target.add_argument("--metrics-key", help="bearer key for the deployment's /metrics (telemetry.metrics_key)")
     args = parser.parse_args(argv)
     try:
         scenario = apply_overrides(load_scenario(resolve_scenario_path(args.scenario)), duration_s=args.duration,
-                                   rate=args.rate, policies=args.policy)
+                                   rate=args.rate, policies=args.policy, door=args.door)
     except ScenarioError as exc:
         print(f"scenario error: {exc}", file=sys.stderr)
         return 2
+    if args.target_url:
+        return _target_main(scenario, args)
     from loadtest.runner import run_scenario
 
     out = args.out if args.out is not None else RESULTS_DIR / scenario.name
@@ -79,6 +94,31 @@ def scenario_main(argv: Sequence[str]) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     print(f"results in {out}/ (report.md, report.json{'' if args.no_plot else ', plot.png'})", file=sys.stderr)
+    return 0
+
+
+def _target_main(scenario: Scenario, args: argparse.Namespace) -> int:
+    from loadtest.target import Caps, TargetError, check_target_url, run_target
+
+    try:
+        check_target_url(args.target_url, allow_remote=args.allow_remote)  # refused before anything else happens
+    except TargetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_requests < 1:
+        print("error: --max-requests must be >= 1", file=sys.stderr)
+        return 2
+    out = args.out if args.out is not None else RESULTS_DIR / f"{scenario.name}-target"
+    try:
+        run_target(scenario, args.target_url, out, caps=Caps(args.max_requests, args.max_spend),
+                   allow_remote=args.allow_remote, api_key=args.api_key, metrics_key=args.metrics_key)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(f"results in {out}/ (report.md, report.json)", file=sys.stderr)
     return 0
 
 
@@ -142,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return overhead_main(args[1:])
     if args and args[0] == "perf":
         return perf_main(args[1:])
+    if args and args[0] == "fit":
+        from loadtest.fit import fit_main
+
+        return fit_main(args[1:])
     if args and args[0] == "soak":
         from loadtest.soak import main as soak_main
 

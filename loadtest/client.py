@@ -17,9 +17,10 @@ from loadtest.schedule import PlannedRequest
 
 # The simulator (and the gateway's estimate) count prompt tokens as characters // 4: four characters a word.
 _WORD = "tok "
-_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "responses": "/v1/responses"}
 _HEADERS = {
     "openai": {"content-type": "application/json", "authorization": "Bearer loadtest"},
+    "responses": {"content-type": "application/json", "authorization": "Bearer loadtest"},
     "anthropic": {"content-type": "application/json", "x-api-key": "loadtest", "anthropic-version": "2023-06-01"},
 }
 
@@ -71,6 +72,13 @@ def request_body(alias: str, req: PlannedRequest) -> bytes:
         if req.stream:
             body["stream"] = True
         return orjson.dumps(body)
+    if req.door == "responses":
+        # The API's floor for max_output_tokens is 16. Stored (the API's default), as a client would leave it.
+        responses: dict[str, Any] = {"model": alias, "input": prompt_text(req.prompt_tokens),
+                                     "max_output_tokens": max(16, req.max_tokens)}
+        if req.stream:
+            responses["stream"] = True
+        return orjson.dumps(responses)
     messages = [{"role": "user", "content": prompt_text(req.prompt_tokens)}]
     body = {"model": alias, "max_tokens": req.max_tokens, "messages": messages}
     if req.stream:
@@ -84,8 +92,17 @@ def request_path(door: str) -> str:
     return _PATHS[door]
 
 
+def request_headers(door: str, api_key: str | None = None) -> dict[str, str]:
+    """The door's headers, with `api_key` as the gateway key (a deployment that checks keys) when given."""
+    headers = dict(_HEADERS[door])
+    if api_key is not None:
+        headers["authorization" if door == "openai" else "x-api-key"] = (
+            f"Bearer {api_key}" if door == "openai" else api_key)
+    return headers
+
+
 async def send_request(session: aiohttp.ClientSession, base_url: str, alias: str, req: PlannedRequest,
-                       scheduled_at: float, timeout_s: float) -> RequestResult:
+                       scheduled_at: float, timeout_s: float, api_key: str | None = None) -> RequestResult:
     """Send one planned request now; never raises (except cancellation): failures are in the result."""
     loop = asyncio.get_running_loop()
     result = RequestResult(index=req.index, door=req.door, stream=req.stream, scheduled_s=req.at_s,
@@ -93,7 +110,8 @@ async def send_request(session: aiohttp.ClientSession, base_url: str, alias: str
     try:
         async with asyncio.timeout_at(scheduled_at + timeout_s):
             async with session.post(base_url + _PATHS[req.door], data=request_body(alias, req),
-                                    headers=_HEADERS[req.door]) as resp:
+                                    headers=_HEADERS[req.door] if api_key is None else
+                                    request_headers(req.door, api_key)) as resp:
                 result.status = resp.status
                 result.provider = resp.headers.get("x-gateway-provider")
                 attempts = resp.headers.get("x-gateway-attempts")
@@ -135,7 +153,21 @@ async def _read_stream(resp: aiohttp.ClientResponse, door: str, result: RequestR
         data = orjson.loads(payload)
         if not isinstance(data, dict):
             continue
-        if door == "openai":
+        if door == "responses":
+            kind = data.get("type", event)
+            if kind in ("error", "response.failed"):
+                result.error = "stream error"
+                return
+            if kind == "response.output_text.delta":
+                counted += 1
+            elif kind in ("response.completed", "response.incomplete"):
+                finished = True
+                response = data.get("response")
+                usage = response.get("usage") if isinstance(response, dict) else None
+                if isinstance(usage, dict):
+                    reported = usage.get("output_tokens", reported)
+                    _take_input_tokens(usage, "input_tokens", result)
+        elif door == "openai":
             if "error" in data:
                 result.error = "stream error"
                 return
@@ -196,5 +228,5 @@ def _read_usage(body: object, door: str, result: RequestResult) -> None:
     if not isinstance(usage, dict):
         return
     _take_input_tokens(usage, "prompt_tokens" if door == "openai" else "input_tokens", result)
-    output = usage.get("completion_tokens" if door == "openai" else "output_tokens")
+    output = usage.get("completion_tokens" if door == "openai" else "output_tokens")  # Responses: as Anthropic
     result.output_tokens = output if isinstance(output, int) else 0

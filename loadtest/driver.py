@@ -27,7 +27,8 @@ def client_session(limit: int = 0) -> aiohttp.ClientSession:
 
 async def drive_open_loop(session: aiohttp.ClientSession, base_url: str, alias: str,
                           schedule: Sequence[PlannedRequest], *, start_at: float, request_timeout_s: float,
-                          hard_timeout_s: float, progress: Progress) -> list[RequestResult]:
+                          hard_timeout_s: float, progress: Progress, api_key: str | None = None
+                          ) -> list[RequestResult]:
     """Run the schedule from loop time `start_at`. Returns one result per planned request, in plan order.
 
     Stops by itself: after `hard_timeout_s` nothing more is sent and whatever is still running is cancelled;
@@ -49,7 +50,7 @@ async def drive_open_loop(session: aiohttp.ClientSession, base_url: str, alias: 
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(send_request(session, base_url, alias, req, due, request_timeout_s))
+        task = asyncio.create_task(send_request(session, base_url, alias, req, due, request_timeout_s, api_key))
         task.add_done_callback(count)
         tasks[req.index] = task
         progress.sent += 1

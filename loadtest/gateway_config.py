@@ -9,7 +9,7 @@ from typing import Any
 from loadtest.spec import Policy, ProviderSpec
 
 # Keys a policy may set on the alias; everything else about the route comes from the scenario's providers.
-POLICY_KEYS = ("hedge", "timeout_s", "targets", "default_max_tokens")
+POLICY_KEYS = ("hedge", "timeout_s", "targets", "default_max_tokens", "resume", "stream_stall_ms")
 
 
 def provider_base_url(kind: str, sim_url: str) -> str:

@@ -12,7 +12,11 @@ Layout (every key but `providers` and `policies` is optional):
         profile: {ttft: {median_ms: 150, sigma: 1.0}, stall_prob: 0.02, stall_ms: 3000}
         breaker: {fail_max: 5, reset_timeout_s: 5}   # timeout_s, breaker, ...: passed to the gateway config
     traffic: {rate: 40, duration_s: 20, stream_share: 0.5, anthropic_share: 0.3,
-              prompt_tokens: [100, 800], max_tokens: 256, request_timeout_s: 30}
+              prompt_tokens: [100, 800], max_tokens: 256, request_timeout_s: 30,
+              door: responses}              # optional: every request through one door (openai, anthropic,
+                                            # responses) instead of the anthropic_share mix
+              # prompt_tokens / max_tokens may also be {quantiles: [[0, 80], [0.5, 300], [1, 2000]]};
+              # rates: [[0, 20], [60, 45]] makes the arrival rate piecewise constant (start_s, rate)
     # Claude-Code-like sessions instead: request i is turn i // 8 of session i % 8, with a 100k-token cached prefix
     #   traffic: {sessions: 8, cached_prefix_tokens: 100000, prompt_tokens: [200, 600], ...}
     changes: [{at_s: 10, provider: primary, profile: {ttft: 2000}}]   # merged onto the provider's profile
@@ -21,6 +25,7 @@ Layout (every key but `providers` and `policies` is optional):
       fixed-200ms: {hedge: {delay_ms: 200}}
       warm-backup: {hedge: {delay_ms: 200}, warm: [secondary]}   # the backup's prompt cache warmed first
     baseline: no-hedge               # default: the first policy with hedging off
+    source: {...}                    # free-form: what a fitted scenario was fitted from (`loadtest fit`)
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ from loadtest.spec import Door, IntRange, Policy, ProfileChange, ProviderSpec, S
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # used as a directory and file name
 _TOP_KEYS = ("name", "description", "seed", "alias", "providers", "traffic", "changes", "policies", "baseline",
-             "hard_timeout_s")
+             "hard_timeout_s", "source")
 _PROVIDER_KEYS = ("kind", "model", "price", "profile", "seed", "timeout_s", "connect_timeout_s",
-                  "max_connections", "breaker")
-_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker")
+                  "max_connections", "breaker", "responses", "prefill")
+_GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker", "responses", "prefill")
 _TRAFFIC_KEYS = ("rate", "duration_s", "count", "request_timeout_s", "stream_share", "anthropic_share",
-                 "prompt_tokens", "max_tokens", "sessions", "cached_prefix_tokens")
+                 "prompt_tokens", "max_tokens", "door", "rates",
+                 "sessions", "cached_prefix_tokens")
+DOORS = ("openai", "anthropic", "responses")
 
 
 class ScenarioError(ValueError):
@@ -86,10 +93,12 @@ def parse_scenario(data: object, default_name: str = "scenario") -> Scenario:
     policies = _parse_policies(root.get("policies"), providers, alias)
     baseline = _parse_baseline(root.get("baseline"), policies)
     hard = root.get("hard_timeout_s")
+    source = root.get("source")
     return Scenario(
         name=name, description=_string("description", root.get("description", "")), seed=seed, alias=alias,
         providers=providers, traffic=traffic, changes=changes, policies=policies, baseline=baseline,
         hard_timeout_s=None if hard is None else _number("hard_timeout_s", hard, above=0),
+        source=None if source is None else dict(_mapping("source", source)),
     )
 
 
@@ -143,6 +152,9 @@ def _check_profile(path: str, profile: dict[str, Any]) -> None:
 def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
     _only("traffic", t, _TRAFFIC_KEYS)
     count = t.get("count")
+    door = t.get("door")
+    if door is not None and door not in DOORS:
+        raise ScenarioError("traffic.door", f"must be one of {', '.join(DOORS)}, got {door!r}")
     traffic = Traffic(
         rate=_number("traffic.rate", t.get("rate", 20), above=0),
         duration_s=_number("traffic.duration_s", t.get("duration_s", 20), above=0),
@@ -152,12 +164,42 @@ def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
         anthropic_share=_number("traffic.anthropic_share", t.get("anthropic_share", 0.0), low=0, high=1),
         prompt_tokens=_int_range("traffic.prompt_tokens", t.get("prompt_tokens", 200)),
         max_tokens=_int_range("traffic.max_tokens", t.get("max_tokens", 256)),
+        door=cast(Door | None, door),
+        rates=_rates("traffic.rates", t.get("rates", [])),
         sessions=_integer("traffic.sessions", t.get("sessions", 0), low=0),
         cached_prefix_tokens=_integer("traffic.cached_prefix_tokens", t.get("cached_prefix_tokens", 0), low=0),
     )
     if traffic.cached_prefix_tokens and not traffic.sessions:
         raise ScenarioError("traffic.cached_prefix_tokens", "needs traffic.sessions (the prefix is a session's)")
     return traffic
+
+
+def _rates(path: str, value: object) -> tuple[tuple[float, float], ...]:
+    """[[start_s, rate], ...]: starting at 0, starts increasing, rates >= 0 and not all 0."""
+    pairs = _pairs(path, value)
+    if not pairs:
+        return ()
+    if pairs[0][0] != 0:
+        raise ScenarioError(f"{path}[0][0]", f"the first rate must start at 0, got {pairs[0][0]:g}")
+    for i, (start, rate) in enumerate(pairs):
+        if i and start <= pairs[i - 1][0]:
+            raise ScenarioError(f"{path}[{i}][0]", f"starts must increase, got {start:g} after {pairs[i - 1][0]:g}")
+        if rate < 0:
+            raise ScenarioError(f"{path}[{i}][1]", f"must be >= 0, got {rate:g}")
+    if not any(rate > 0 for _, rate in pairs):
+        raise ScenarioError(path, "at least one rate must be > 0")
+    return tuple(pairs)
+
+
+def _pairs(path: str, value: object) -> list[tuple[float, float]]:
+    if not isinstance(value, list):
+        raise ScenarioError(path, f"must be a list of pairs, got {_type_name(value)}")
+    out: list[tuple[float, float]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, list) or len(item) != 2:
+            raise ScenarioError(f"{path}[{i}]", "must be a pair of numbers")
+        out.append((_number(f"{path}[{i}][0]", item[0]), _number(f"{path}[{i}][1]", item[1])))
+    return out
 
 
 def _parse_changes(value: object, providers: tuple[ProviderSpec, ...]) -> tuple[ProfileChange, ...]:
@@ -280,7 +322,10 @@ def _integer(path: str, value: object, *, low: int | None = None) -> int:
 
 
 def _int_range(path: str, value: object) -> IntRange:
-    """A whole number, or a [low, high] pair to draw from uniformly."""
+    """A whole number, a [low, high] pair to draw from uniformly, or {quantiles: [[q, value], ...]}."""
+    if isinstance(value, Mapping):
+        _only(path, value, ("quantiles",))
+        return _quantile_range(f"{path}.quantiles", value.get("quantiles"))
     if isinstance(value, list):
         if len(value) != 2:
             raise ScenarioError(path, f"must be a number or a [low, high] pair, got {len(value)} items")
@@ -290,6 +335,19 @@ def _int_range(path: str, value: object) -> IntRange:
         return IntRange(low, high)
     n = _integer(path, value, low=1)
     return IntRange(n, n)
+
+
+def _quantile_range(path: str, value: object) -> IntRange:
+    table = _pairs(path, value)
+    if len(table) < 2 or table[0][0] != 0 or table[-1][0] != 1:
+        raise ScenarioError(path, "needs [q, value] points from q = 0 to q = 1")
+    for i, (q, v) in enumerate(table):
+        if i and (q <= table[i - 1][0] or v < table[i - 1][1]):
+            raise ScenarioError(f"{path}[{i}]", "q must increase and values must not decrease")
+    if table[0][1] < 1:
+        raise ScenarioError(f"{path}[0][1]", f"must be >= 1, got {table[0][1]:g}")
+    low = math.ceil(table[0][1])
+    return IntRange(low, max(low, math.floor(table[-1][1])), tuple(table))
 
 
 def _type_name(value: object) -> str:

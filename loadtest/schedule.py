@@ -6,7 +6,9 @@ Precomputing from a seeded RNG is what keeps the load open-loop: a slow gateway 
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from loadtest.spec import Door, Traffic
@@ -37,15 +39,43 @@ def poisson_arrivals(rate: float, duration_s: float, rng: random.Random, count: 
     return times
 
 
+def varying_arrivals(rates: Sequence[tuple[float, float]], duration_s: float, rng: random.Random,
+                     count: int | None = None) -> list[float]:
+    """Arrivals of a Poisson process whose rate is piecewise constant: `rates` is (start_s, rate) from 0, each
+    rate holding until the next start (the last until `duration_s`). Each gap is one unit-rate exponential draw,
+    spent through the rates as they come (the time-change of a non-homogeneous Poisson process)."""
+    if not rates or rates[0][0] != 0 or any(r < 0 for _, r in rates):
+        raise ValueError("rates must start at 0 s and be >= 0")
+    ends = [start for start, _ in rates[1:]] + [math.inf]
+    times: list[float] = []
+    t, segment = 0.0, 0
+    while count is None or len(times) < count:
+        need = rng.expovariate(1.0)  # expected arrivals to wait for
+        while segment < len(rates):
+            rate, end = rates[segment][1], ends[segment]
+            if rate > 0 and need <= rate * (end - t):
+                t += need / rate
+                break
+            need -= rate * (end - t) if math.isfinite(end) else 0.0
+            t, segment = end, segment + 1
+        if segment >= len(rates) or t >= duration_s:
+            break
+        times.append(t)
+    return times
+
+
 def build_schedule(traffic: Traffic, seed: int) -> list[PlannedRequest]:
     """The requests of one run. Arrivals and request shapes use separate RNG streams, so changing the mix
     (say, the streaming share) does not move a single arrival."""
-    arrivals = poisson_arrivals(traffic.rate, traffic.duration_s, random.Random(f"arrivals-{seed}"), traffic.count)
+    arrival_rng = random.Random(f"arrivals-{seed}")
+    arrivals = (varying_arrivals(traffic.rates, traffic.duration_s, arrival_rng, traffic.count) if traffic.rates
+                else poisson_arrivals(traffic.rate, traffic.duration_s, arrival_rng, traffic.count))
     shapes = random.Random(f"shapes-{seed}")
     plan: list[PlannedRequest] = []
     for index, at_s in enumerate(arrivals):
         # A fixed number of draws per request, in a fixed order, whatever the shares.
-        door: Door = "anthropic" if shapes.random() < traffic.anthropic_share else "openai"
+        mixed: Door = "anthropic" if shapes.random() < traffic.anthropic_share else "openai"
+        door = traffic.door or mixed  # drawn either way, so forcing a door moves nothing else
         stream = shapes.random() < traffic.stream_share
         prompt_tokens = traffic.prompt_tokens.draw(shapes)
         max_tokens = traffic.max_tokens.draw(shapes)

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.config.model import Price
 
-Door = Literal["openai", "anthropic"]
+Door = Literal["openai", "anthropic", "responses"]
 
 
 @dataclass(frozen=True, slots=True)
 class IntRange:
-    """A whole number drawn uniformly from [low, high]; low == high is a fixed value."""
+    """A whole number drawn uniformly from [low, high]; low == high is a fixed value. With a quantile `table`
+    ((q, value) points from q = 0 to 1, e.g. fitted from traces), drawn from that distribution instead, linear
+    between the points and rounded; low and high are then the table's ends."""
 
     low: int
     high: int
+    table: tuple[tuple[float, float], ...] = ()
 
     def draw(self, rng: random.Random) -> int:
         # Exactly one draw, fixed range or not, so changing one range leaves every later draw unchanged.
-        return min(self.high, self.low + int(rng.random() * (self.high - self.low + 1)))
+        u = rng.random()
+        if self.table:
+            i = bisect.bisect_right(self.table, u, key=lambda point: point[0])
+            if i >= len(self.table):
+                return self.high
+            (q0, v0), (q1, v1) = self.table[i - 1], self.table[i]
+            return min(self.high, max(self.low, round(v0 + (u - q0) / (q1 - q0) * (v1 - v0))))
+        return min(self.high, self.low + int(u * (self.high - self.low + 1)))
 
     @property
     def mean(self) -> float:
+        if self.table:  # the mean of the piecewise-linear quantile function
+            pairs = zip(self.table, self.table[1:], strict=False)
+            return sum((q1 - q0) * (v0 + v1) / 2 for (q0, v0), (q1, v1) in pairs)
         return (self.low + self.high) / 2
 
-    def to_json(self) -> int | list[int]:
+    def to_json(self) -> int | list[int] | dict[str, list[list[float]]]:
+        if self.table:
+            return {"quantiles": [[q, v] for q, v in self.table]}
         return self.low if self.low == self.high else [self.low, self.high]
 
 
@@ -54,6 +70,9 @@ class Traffic:
     anthropic_share: float  # share of requests sent through the Anthropic door (the rest: OpenAI)
     prompt_tokens: IntRange  # with sessions: the new tokens of each turn
     max_tokens: IntRange
+    door: Door | None = None  # every request through this door; None: the mix `anthropic_share` says
+    # Piecewise-constant arrival rate, (start_s, rate) from 0 (e.g. fitted from traces); empty: `rate` throughout.
+    rates: tuple[tuple[float, float], ...] = ()
     # Claude-Code-like sessions (0: independent requests): request i is turn i // sessions of session
     # i % sessions, through the Anthropic door, with a `cached_prefix_tokens` system prompt, the session's
     # earlier turns, and `cache_control` on the system prompt and on the newest turn, as Claude Code sends them.
@@ -98,6 +117,7 @@ class Scenario:
     policies: tuple[Policy, ...]
     baseline: str | None  # policy the extra cost is measured against; None: against the winners' cost
     hard_timeout_s: float | None  # per policy; None: derived from the traffic (see `policy_deadline_s`)
+    source: dict[str, Any] | None = None  # where a fitted scenario came from (`python -m loadtest fit`)
 
     def policy_deadline_s(self) -> float:
         """Seconds after which one policy's load stops for good: outstanding requests then count as errors."""

@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+import redis.asyncio as aioredis
+
+from tests.polling import NotYet, eventually
 
 
 def redis_server_path() -> str:
@@ -49,15 +52,14 @@ class RedisServer:
         self.proc = await asyncio.create_subprocess_exec(
             self.path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while loop.time() < deadline:  # bounded: up to 15 s on a loaded machine
-            if self.proc.returncode is not None:
-                raise AssertionError(f"redis-server exited with {self.proc.returncode} (port {self.port} taken?)")
-            if await self.ping():
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("redis-server did not answer PING within 15 s")
+        proc = self.proc
+
+        async def answers() -> bool:
+            assert proc.returncode is None, f"redis-server exited with {proc.returncode} (port {self.port} taken?)"
+            return await self.ping()
+
+        # Up to 15 s on a loaded machine.
+        await eventually(answers, timeout_s=15, interval_s=0.05, what=f"redis-server on port {self.port} to PONG")
 
     async def ping(self) -> bool:
         try:
@@ -86,6 +88,12 @@ class RedisServer:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+
+async def ttl_once_set(client: aioredis.Redis, key: str) -> int | NotYet:
+    """`key`'s TTL in ms if it exists with one; else NotYet(-2 absent, -1 without TTL): a check for `eventually`."""
+    ttl_ms = int(await client.pttl(key))
+    return ttl_ms if ttl_ms > 0 else NotYet(ttl_ms)
 
 
 @asynccontextmanager

@@ -56,3 +56,16 @@ def test_request_log_and_request_span_name_the_same_trace_in_any_hook_order(
         assert trace_id == 0x0af7651916cd43dd8448eb211c80319c
     assert caplog.records[0].trace_id == f"{trace_id:032x}"  # type: ignore[attr-defined]
     assert exporter.get_finished_spans()[0].context.trace_id == trace_id
+
+
+def test_request_log_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A hook runs in the request's `finally`: whatever a summary holds, it must not raise. Here a count of the
+    wrong type, as untrusted provider usage once put there."""
+    attempt = Attempt(request_id=3, alias="chat", index=0, target=TARGET, launch=Launch.PRIMARY, started=0.0,
+                      ended=0.1, outcome=Outcome.WON, input_estimate=10, input_tokens="12",  # type: ignore[arg-type]
+                      output_tokens=5)
+    summary = RequestSummary(request_id=3, alias="chat", door=WireFormat.OPENAI, endpoint="chat", stream=False,
+                             started=0.0, latency_s=0.1, status=200, trace_id=1, attempts=(attempt,), winner=attempt)
+    with caplog.at_level(logging.INFO, logger="gateway.request"):
+        RequestLog().request_finished(summary)
+    assert [r.getMessage() for r in caplog.records] == ["request log line not written"]

@@ -22,6 +22,7 @@ from gateway.config.model import (
     ModelRoute,
     Price,
     ProviderConfig,
+    ResponsesConfig,
     ServerConfig,
     StateConfig,
     Target,
@@ -139,16 +140,18 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
 
 def parse_config(data: object, env: Mapping[str, str]) -> GatewayConfig:
     root = _Section(data, "", env)
-    root.only("server", "providers", "models", "telemetry", "state")
+    root.only("server", "providers", "models", "telemetry", "state", "responses")
     providers = _parse_providers(root.section("providers"))
     models = _parse_models(root.section("models"), providers)
     return GatewayConfig(server=_parse_server(root.section("server")), providers=providers, models=models,
                          telemetry=_parse_telemetry(root.section("telemetry")),
-                         state=_parse_state(root.section("state")))
+                         state=_parse_state(root.section("state")),
+                         responses=_parse_responses(root.section("responses")))
 
 
 def _parse_server(s: _Section) -> ServerConfig:
-    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header", "limits", "shutdown_grace_s", "admin_key")
+    s.only("host", "port", "api_keys", "max_body_mb", "deadline_header", "limits", "shutdown_grace_s", "admin_key",
+           "header_timeout_s", "body_timeout_s", "idle_timeout_s")
     raw_keys = s.data.get("api_keys") or []
     if not isinstance(raw_keys, list):
         raise ConfigError(s.at("api_keys"), "must be a list of keys (strings, or {key, name, limits})")
@@ -172,6 +175,10 @@ def _parse_server(s: _Section) -> ServerConfig:
         limits=_parse_limits(s.section("limits")),
         shutdown_grace_s=s.number("shutdown_grace_s", 30.0, minimum=0),
         admin_key=s.string("admin_key", ""),
+        # Zero would mean "no bound" in some servers and "close at once" in others: neither is wanted here.
+        header_timeout_s=s.number("header_timeout_s", 10.0, minimum=0.001, maximum=3600),
+        body_timeout_s=s.number("body_timeout_s", 60.0, minimum=0.001, maximum=3600),
+        idle_timeout_s=s.number("idle_timeout_s", 75.0, minimum=0.001, maximum=86400),
     )
 
 
@@ -197,12 +204,15 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
     for name in s.data:
         p = s.section(str(name))
         p.only("kind", "base_url", "api_key", "timeout_s", "connect_timeout_s", "max_connections", "breaker",
-               "anthropic_version", "max_concurrent", "pool_timeout_s")
+               "anthropic_version", "max_concurrent", "pool_timeout_s", "responses", "prefill")
         kind_text = p.string("kind")
-        try:
-            kind = WireFormat(kind_text)
-        except ValueError:
-            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}") from None
+        if kind_text not in _PROVIDER_KINDS:  # "responses" is a format a provider may also speak, not a kind
+            raise ConfigError(p.at("kind"), f"must be openai or anthropic, got {kind_text!r}")
+        kind = WireFormat(kind_text)
+        responses = p.boolean("responses", False)
+        if responses and kind is not WireFormat.OPENAI:
+            raise ConfigError(p.at("responses"), "only an openai provider can speak the Responses API "
+                              f"({name} is {kind_text})")
         base_url = p.string("base_url").rstrip("/")
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -220,8 +230,13 @@ def _parse_providers(s: _Section) -> dict[str, ProviderConfig]:
             anthropic_version=p.string("anthropic_version", "2023-06-01"),
             bulkhead=BulkheadOptions(max_concurrent=None if p.raw("max_concurrent") is None else
                                      p.number("max_concurrent", 0, minimum=1, kind=int)),
+            responses=responses,
+            prefill=_parse_prefill(p),
         )
     return out
+
+
+_PROVIDER_KINDS = ("openai", "anthropic")
 
 
 def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[str, ModelRoute]:
@@ -230,7 +245,7 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
     out: dict[str, ModelRoute] = {}
     for alias in s.data:
         m = s.section(str(alias))
-        m.only("targets", "hedge", "timeout_s", "default_max_tokens", "cache")
+        m.only("targets", "hedge", "timeout_s", "default_max_tokens", "cache", "stream_stall_ms", "resume")
         raw_targets = m.data.get("targets")
         if not isinstance(raw_targets, list) or not raw_targets:
             raise ConfigError(m.at("targets"), "must be a non-empty list")
@@ -251,6 +266,9 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
             timeout_s=None if timeout is None else m.number("timeout_s", 0.0, minimum=0.001),
             default_max_tokens=m.number("default_max_tokens", 4096, minimum=1, kind=int),
             cache=_parse_cache(m),
+            stream_stall_ms=None if m.raw("stream_stall_ms") is None else
+            m.number("stream_stall_ms", 0.0, minimum=1),
+            resume_max=_parse_resume(m),
         )
     return out
 
@@ -271,6 +289,36 @@ def _parse_price(s: _Section, provider: ProviderConfig, model: str) -> Price:
                   if s.raw(key) is not None}
     entry = None if len(configured) == len(_PRICE_KEYS) else lookup(str(provider.kind), provider.base_url, model)
     return merge(configured, entry)
+
+
+_PREFILL_STYLES = ("off", "continue_final_message", "prefix")
+
+
+def _parse_prefill(p: _Section) -> str | None:
+    raw = p.raw("prefill")
+    if raw is None:
+        return None
+    if raw is True:
+        return "continue_final_message"
+    if raw is False:
+        return "off"
+    if raw not in _PREFILL_STYLES:
+        raise ConfigError(p.at("prefill"), f"must be true, false, continue_final_message or prefix, got {raw!r}")
+    return str(raw)
+
+
+def _parse_resume(m: _Section) -> int:
+    """`resume: on` (one resume per request), `{max: N}`, or off (the default)."""
+    raw = m.raw("resume")
+    if raw is None or raw is False or raw == "off":
+        return 0
+    if raw is True or raw == "on":
+        return 1
+    if not isinstance(raw, dict):
+        raise ConfigError(m.at("resume"), f"must be on, off or {{max: N}}, got {raw!r}")
+    r = m.section("resume")
+    r.only("max")
+    return r.number("max", 1, minimum=0, maximum=5, kind=int)
 
 
 def _parse_cache(m: _Section) -> CacheOptions | None:
@@ -334,7 +382,7 @@ def _parse_telemetry(s: _Section) -> TelemetryConfig:
 
 
 def _parse_state(s: _Section) -> StateConfig:
-    s.only("backend", "url", "key_prefix", "timeout_ms")
+    s.only("backend", "url", "key_prefix", "timeout_ms", "share_workers")
     backend = s.string("backend", "memory")
     if backend not in ("memory", "redis"):
         raise ConfigError(s.at("backend"), f"must be memory or redis, got {backend!r}")
@@ -344,4 +392,12 @@ def _parse_state(s: _Section) -> StateConfig:
         raise ConfigError(s.at("url"), "must be a redis://, rediss:// or unix:// URL")
     return StateConfig(backend="redis" if backend == "redis" else "memory", url=url,
                        key_prefix=s.string("key_prefix", "gw:"),
-                       timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000))
+                       timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000),
+                       share_workers=s.boolean("share_workers", True))
+
+
+def _parse_responses(s: _Section) -> ResponsesConfig:
+    s.only("ttl_s", "max_entries", "max_mb")
+    return ResponsesConfig(ttl_s=s.number("ttl_s", 3600.0, minimum=1),
+                           max_entries=s.number("max_entries", 10_000, minimum=1, kind=int),
+                           max_bytes=int(s.number("max_mb", 256.0, minimum=0.001) * 1024 * 1024))

@@ -37,6 +37,11 @@ class ServerConfig:
     limits: RateLimitOptions = RateLimitOptions()  # per gateway key, unless the key has its own
     shutdown_grace_s: float = 30.0  # SIGTERM: in-flight requests and streams get this long to finish
     admin_key: str = field(default="", repr=False)  # non-empty: enables POST /admin/reload with this bearer key
+    # Time bounds on reading a request, so a slow or silent client cannot hold a connection (and, for a body,
+    # a slot in the in-flight count that reload retirement and the drain wait for) forever.
+    header_timeout_s: float = 10.0  # from connect, or a keep-alive request's first byte, to its complete head
+    body_timeout_s: float = 60.0  # to read the whole body, once the head is in
+    idle_timeout_s: float = 75.0  # a keep-alive connection with no new request is closed after this long
 
     @property
     def api_keys(self) -> tuple[str, ...]:
@@ -60,6 +65,11 @@ class ProviderConfig:
     breaker: BreakerOptions = BreakerOptions()
     anthropic_version: str = "2023-06-01"
     bulkhead: BulkheadOptions = BulkheadOptions()  # bound on concurrent attempts to this provider
+    responses: bool = False  # OpenAI kind: the server also speaks the Responses API (`{base_url}/responses`)
+    # How the provider continues a trailing assistant message (a resumed stream's prefill): None takes the
+    # kind's default (Anthropic: natively; OpenAI-compatible: never), "off" never, "continue_final_message"
+    # (vLLM, Hugging Face chat templates) or "prefix" (DeepSeek, Mistral: `prefix: true` on the message).
+    prefill: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +153,13 @@ class ModelRoute:
     timeout_s: float | None = None  # whole-request deadline; None: the primary provider's timeout_s
     default_max_tokens: int = 4096  # Anthropic requires max_tokens; used when an OpenAI client sent none
     cache: CacheOptions | None = None  # exact-match response cache for deterministic requests
+    # A committed stream silent for this long is a failed attempt (None: only the provider's timeout_s bounds it).
+    stream_stall_ms: float | None = None
+    resume_max: int = 0  # resumes of a failed or stalled committed stream per request; 0: resume off
+
+    @property
+    def resumes(self) -> bool:
+        return self.resume_max > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +177,21 @@ class StateConfig:
     backend: Literal["memory", "redis"] = "memory"
     url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # repr=False: it may hold a password
     key_prefix: str = "gw:"  # every key this gateway writes starts with it, so deployments can share a Redis
-    timeout_ms: float = 100.0  # per Redis call; past it the call falls back to local state
+    timeout_ms: float = 100.0  # per Redis (or hub) call; past it the call falls back to local state
+    # With backend memory and `--workers N` > 1: the workers share rate limits, cache, coalescing, breaker
+    # openings and /metrics through a hub in the supervisor (False: each worker keeps its own).
+    share_workers: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's conversation store: each stored response's input and output, kept by the gateway
+    (never upstream) so that `previous_response_id` works whichever provider runs the next turn. In this
+    process (bounded in entries and bytes), or in Redis with `state.backend: redis` (bounded by the TTL)."""
+
+    ttl_s: float = 3600.0
+    max_entries: int = 10_000
+    max_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +201,7 @@ class GatewayConfig:
     models: Mapping[str, ModelRoute]
     telemetry: TelemetryConfig = TelemetryConfig()
     state: StateConfig = StateConfig()  # a change takes effect at the next restart, not on reload
+    responses: ResponsesConfig = ResponsesConfig()  # a change takes effect at the next restart, like `state`
 
     def deadline_s(self, route: ModelRoute) -> float:
         if route.timeout_s is not None:

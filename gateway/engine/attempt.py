@@ -32,6 +32,10 @@ log = logging.getLogger("gateway.engine")
 MAX_EVENTS_BEFORE_CONTENT = 10_000
 MAX_ANSWER_CHARS = 16 * 1024 * 1024
 
+# Operations answered with one JSON body. Every other operation ("chat", or a wire format the provider speaks
+# natively, such as "responses") is a stream of events.
+UNARY_OPERATIONS = frozenset({"embeddings", "count_tokens"})
+
 # What `run` ends in: the client events up to the commit point (streams), the whole answer, or the failure.
 RunResult = list[SSEEvent] | Json | ProviderError
 
@@ -82,9 +86,11 @@ class AttemptRun:
         self.finish_reason: str | None = None
         self.response_model: str | None = None
         self.queue_wait_s = 0.0
+        # Traced as what it is, a chat (gen_ai.operation.name), whichever wire format carried it.
+        self._operation = upstream.operation if upstream.operation in UNARY_OPERATIONS else "chat"
         hooks.attempt_started(AttemptStarted(record.request_id, record.alias, index, target, launch, self.started,
                                              breaker_state, provider.server_address, provider.server_port,
-                                             upstream.operation, upstream.dropped_fields, expected_cost_usd))
+                                             self._operation, upstream.dropped_fields, expected_cost_usd))
 
     @property
     def provider(self) -> str:
@@ -98,19 +104,21 @@ class AttemptRun:
         try:
             # Local waits come before the attempt's timeout, within the request deadline: a full pool or bulkhead
             # is this gateway's overload, never the provider's slowness. The wait shows on the attempt's span.
-            waited_from = self._clock()
             if self._bulkhead is not None and not self._holds_slot:
-                await self._bulkhead.acquire()
+                self.queue_wait_s = await self._bulkhead.acquire()
                 self._holds_slot = True
-            self._connection = await self._provider.reserve()
-            self.queue_wait_s = self._clock() - waited_from
+            self._connection, pool_wait_s = await self._provider.reserve()
+            self.queue_wait_s += pool_wait_s
             async with asyncio.timeout(timeout_s):
-                if self._upstream.operation != "chat":
+                if self._upstream.operation in UNARY_OPERATIONS:
                     return await self._unary()
                 if stream:
                     return await self.until_content()
                 return await self._aggregate(aggregator())
         except ProviderError as exc:
+            # Close at once: a provider that reported an error in its stream (or sent garbage) may keep the
+            # connection open and generating; the error kept on the attempt must not hold it alive either.
+            await self.aclose()
             return exc
         except TimeoutError:
             await self.aclose()
@@ -211,8 +219,8 @@ class AttemptRun:
     def _account(self, ev: SSEEvent) -> None:
         """Usage, finish, first token and in-stream errors of one provider event."""
         info = self._inspect(ev)
-        if self.response_model is None:
-            self.response_model = _model_of(ev.data)
+        if self.response_model is None and (model := _model_of(ev.data)) is not None:
+            self.response_model = self._provider.redact(model)[:200]  # upstream text, traced: never the key
         if info.error is not None:
             err_type, message = info.error
             raise ProviderError(FailureKind.FAULT, self._provider.redact(f"{self.provider}: {err_type}: {message}")
@@ -282,7 +290,7 @@ class AttemptRun:
             streamed_chars=self.streamed_chars, finish_reason=self.finish_reason,
             response_model=self.response_model, server_address=self._provider.server_address,
             server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s,
-            operation=self._upstream.operation, cache_write_tokens=self.cache_write_tokens,
+            operation=self._operation, cache_write_tokens=self.cache_write_tokens,
             cache_write_long_tokens=self.cache_write_long_tokens, reasoning_tokens=self.reasoning_tokens,
             expected=self.expected)
         record.attempts.append(attempt)

@@ -19,97 +19,43 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from dataclasses import dataclass
 
 from gateway.config.model import Target
 from gateway.engine.attempt import AttemptRun, RunResult, skipped
 from gateway.engine.hooks import HedgeSkipped
 from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.engine.runtime import Runtime
+from gateway.engine.winners import Completed, StreamingWinner, Winner
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
+from gateway.policies.breaker import Permit
+from gateway.policies.bulkhead import Bulkhead
 from gateway.pricing.estimate import expected_usage, learn
 from gateway.pricing.prefix import prompt_prefix
-from gateway.pricing.usage import cost
+from gateway.pricing.usage import Usage, cost
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator, translation
 from gateway.translate.passthrough import PASSTHROUGH
 from gateway.wire import Json, SSEEvent, WireFormat
 
 
-class Completed:
-    """A non-streaming winner: the whole response body in the client's format. Its attempt has ended."""
+@dataclass(slots=True)
+class _Admitted:
+    """What a target was given to be sent: handed to its `AttemptRun`, or given back if it is not sent."""
 
-    __slots__ = ("attempt", "attempts_sent", "body")
+    permit: Permit
+    breaker_state: str
+    bulkhead: Bulkhead | None
+    holds_slot: bool = False
+    upstream: UpstreamRequest | None = None
+    translator: StreamTranslator | None = None
 
-    def __init__(self, attempt: Attempt, body: Json, attempts_sent: int) -> None:
-        self.attempt, self.body, self.attempts_sent = attempt, body, attempts_sent
-
-    @property
-    def target(self) -> Target:
-        return self.attempt.target
-
-
-class StreamBroken(GatewayError):
-    """A committed stream failed mid-way (the provider's fault). Its attempt is settled as a failure."""
-
-    def __init__(self, cause: ProviderError) -> None:
-        super().__init__(502, cause.message, type="api_error")
-        self.cause_type = cause.error_type
-
-
-class StreamingWinner:
-    """A committed stream: iterate it for the client's event batches (the head first, up to the first content
-    token). Use it as an async context manager: on exit the upstream is closed and the attempt settled, once,
-    by how the stream ended (complete: success; broken: `StreamBroken` raised, a provider failure; left by
-    the client or cut by the deadline: neutral)."""
-
-    __slots__ = ("_head", "_run", "attempts_sent")
-
-    def __init__(self, run: AttemptRun, head: list[SSEEvent], attempts_sent: int) -> None:
-        self._run, self._head, self.attempts_sent = run, head, attempts_sent
-
-    @property
-    def target(self) -> Target:
-        return self._run.target
-
-    def __aiter__(self) -> StreamingWinner:
-        return self
-
-    async def __anext__(self) -> list[SSEEvent]:
-        head = self._head
-        if head:
-            self._head = []
-            return head
-        run = self._run
-        while True:
-            try:
-                events = await run.next_batch()
-            except ProviderError as exc:
-                run.finish(Outcome.WON, exc)
-                raise StreamBroken(exc) from None
-            if events is None:
-                run.finish(Outcome.WON)
-                raise StopAsyncIteration
-            if events:
-                return events
-
-    async def __aenter__(self) -> StreamingWinner:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """No-op after a clean end; otherwise drops the upstream connection. Settles the attempt."""
-        try:
-            await self._run.aclose()
-        finally:
-            self._run.finish(Outcome.WON)
-
-
-Winner = Completed | StreamingWinner
+    def give_back(self) -> None:
+        self.permit.release()
+        if self.holds_slot and self.bulkhead is not None:
+            self.bulkhead.release()
+            self.holds_slot = False
 
 
 class Engine:
@@ -230,67 +176,74 @@ class _Race:
 
     def launch(self, kind: Launch) -> AttemptRun | None:
         """Start the next admissible target; targets skipped on the way are recorded as such. A hedge is paid
-        from the budget only once a target will really be sent (`budget_refused` says when it was not)."""
-        rt, record, route = self.rt, self.record, self.route
-        self.budget_refused = False
-        while self.next_target < len(route.targets):
-            target = route.targets[self.next_target]
-            index = record.attempts_launched
-            breaker = rt.breakers[target.provider]
-            if rt.cooling_down(target):
-                self.skip(index, target, kind, "rate_limited")
-                continue
-            permit = breaker.try_acquire()
-            breaker_state = str(breaker.state)
-            if permit is None:
-                self.skip(index, target, kind, "breaker_open")
-                continue
-            bulkhead = rt.bulkheads.get(target.provider)
-            holds_slot = False
-            if bulkhead is not None and kind is Launch.HEDGE:
-                if not bulkhead.try_acquire():
-                    permit.release()  # a hedge that would have to queue is better skipped
-                    self.skip(index, target, kind, "provider_busy")
-                    continue
-                holds_slot = True
-            provider = rt.providers[target.provider]
-            try:
-                upstream, translator = self.upstream_for(provider, target)
-            except GatewayError as exc:  # this request cannot be expressed in that provider's format
-                permit.release()
-                if holds_slot and bulkhead is not None:
-                    bulkhead.release()
-                self.unsupported = exc
-                self.skip(index, target, kind, "unsupported_request")
-                continue
-            expected = expected_usage(self.prefix, rt.prompt_caches.get(target.provider),
-                                      self.upstream_format(provider), self.input_estimate,
-                                      round(rt.expected_output_tokens(route)))
-            expected_cost = 0.0
+        from the budgets only once a target will really be sent (`hedge_refused` says why one was not)."""
+        self.hedge_refused = None
+        while self.next_target < len(self.route.targets):
+            target = self.route.targets[self.next_target]
+            index = self.record.attempts_launched
+            admitted = self.admit(index, target, kind)
+            if admitted is None:
+                continue  # skipped, and recorded so
+            expected = expected_usage(self.prefix, self.rt.prompt_caches.get(target.provider),
+                                      self.upstream_format(self.rt.providers[target.provider]),
+                                      self.input_estimate, round(self.rt.expected_output_tokens(self.route)))
+            expected_cost: float | None = None
             if kind is Launch.HEDGE:
                 expected_cost = cost(target.price, expected).total_usd
                 self.hedge_refused = self.hedge_refusal(target, expected_cost)
                 if self.hedge_refused is not None:
-                    permit.release()
-                    if holds_slot and bulkhead is not None:
-                        bulkhead.release()
+                    admitted.give_back()
                     return None
-            self.next_target += 1
-            record.attempts_launched += 1
-            run = AttemptRun(record, index, target, kind, provider=provider, upstream=upstream,
-                             inspect=codec_for(self.upstream_format(provider)).inspect, translator=translator,
-                             clock=rt.clock,
-                             hooks=rt.hooks, permit=permit, breaker_state=breaker_state,
-                             input_estimate=self.input_estimate, bulkhead=bulkhead, holds_slot=holds_slot,
-                             expected_cost_usd=expected_cost if kind is Launch.HEDGE else None,
-                             on_finish=self.attempt_ended, expected=expected)
-            self.sent += 1
-            timeout_s = rt.config.providers[target.provider].timeout_s
-            aggregator = codec_for(record.door).aggregator
-            task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
-            self.pending[task] = run
-            return run
+            return self.start(index, target, kind, admitted, expected_cost, expected)
         return None
+
+    def admit(self, index: int, target: Target, kind: Launch) -> _Admitted | None:
+        """The leave to send `target` this request (a breaker permit, a bulkhead slot for a hedge, the request in
+        its format), or None with the target recorded as skipped."""
+        rt = self.rt
+        if rt.cooling_down(target):
+            self.skip(index, target, kind, "rate_limited")
+            return None
+        breaker = rt.breakers[target.provider]
+        permit = breaker.try_acquire()
+        if permit is None:
+            self.skip(index, target, kind, "breaker_open")
+            return None
+        admitted = _Admitted(permit, str(breaker.state), rt.bulkheads.get(target.provider))
+        if admitted.bulkhead is not None and kind is Launch.HEDGE:
+            if not admitted.bulkhead.try_acquire():
+                admitted.give_back()  # a hedge that would have to queue is better skipped
+                self.skip(index, target, kind, "provider_busy")
+                return None
+            admitted.holds_slot = True
+        try:
+            admitted.upstream, admitted.translator = self.upstream_for(rt.providers[target.provider], target)
+        except GatewayError as exc:  # this request cannot be expressed in that provider's format
+            admitted.give_back()
+            self.unsupported = exc
+            self.skip(index, target, kind, "unsupported_request")
+            return None
+        return admitted
+
+    def start(self, index: int, target: Target, kind: Launch, admitted: _Admitted,
+              expected_cost: float | None, expected: Usage | None = None) -> AttemptRun:
+        rt, record = self.rt, self.record
+        self.next_target += 1
+        record.attempts_launched += 1
+        provider = rt.providers[target.provider]
+        assert admitted.upstream is not None and admitted.translator is not None
+        run = AttemptRun(record, index, target, kind, provider=provider, upstream=admitted.upstream,
+                         inspect=codec_for(self.upstream_format(provider)).inspect, translator=admitted.translator,
+                         clock=rt.clock, hooks=rt.hooks, permit=admitted.permit,
+                         breaker_state=admitted.breaker_state, input_estimate=self.input_estimate,
+                         bulkhead=admitted.bulkhead, holds_slot=admitted.holds_slot,
+                         expected_cost_usd=expected_cost, on_finish=self.attempt_ended, expected=expected)
+        self.sent += 1
+        timeout_s = rt.config.providers[target.provider].timeout_s
+        aggregator = codec_for(record.door).aggregator
+        task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
+        self.pending[task] = run
+        return run
 
     def attempt_ended(self, attempt: Attempt) -> None:
         if attempt.outcome is Outcome.WON and attempt.error is None:
@@ -352,6 +305,10 @@ class _Race:
         rt.record_latency(run.target, record.stream, latency if latency is not None else now - run.started)
         self.cancel_pending(superseded=True)
         if isinstance(result, list):
+            if self.route.resumes or self.route.stream_stall_ms is not None:
+                # Imported here: the resuming stream builds on this module (a StreamingWinner that resumes).
+                from gateway.engine.resume import ResumingStream
+                return ResumingStream(self, run, result, self.sent)
             return StreamingWinner(run, result, self.sent)
         return Completed(run.finish(Outcome.WON), result, self.sent)
 

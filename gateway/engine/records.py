@@ -23,6 +23,7 @@ class Launch(enum.StrEnum):
     PRIMARY = "primary"  # the first target tried
     HEDGE = "hedge"  # launched because the previous attempts were slower than the hedge delay
     FALLBACK = "fallback"  # launched because an earlier attempt failed
+    RESUME = "resume"  # continues a committed stream whose attempt failed or stalled mid-way (prefilled)
 
 
 class Outcome(enum.StrEnum):
@@ -159,6 +160,12 @@ class RequestSummary:
     error_type: str | None = None
     cache: str | None = None  # "hit", "miss" or "coalesced" when the alias caches this request
     key_name: str | None = None  # the gateway key's configured name (never the key)
+    resumes: int = 0  # resume attempts launched for a committed stream that failed mid-way
+    resumed_at_tokens: int | None = None  # output tokens the client had when the stream was first resumed
+
+    @property
+    def resumed(self) -> bool:
+        return self.resumes > 0
 
     @property
     def hedged(self) -> bool:
@@ -182,7 +189,9 @@ class RequestSummary:
 
     @property
     def wasted_cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.attempts if a is not self.winner)
+        # Every attempt whose output never reached the client. Only the winner's does, and after a resume the
+        # attempts that continued its stream too: they carry Outcome.WON (a failed or cancelled one does not).
+        return sum(a.cost_usd for a in self.attempts if a is not self.winner and a.outcome is not Outcome.WON)
 
 
 @dataclass(slots=True, eq=False)
@@ -208,6 +217,8 @@ class RequestRecord:
     status: int = 200
     error_type: str | None = None
     hedges_skipped: int = 0
+    resumes: int = 0
+    resumed_at_tokens: int | None = None
 
     def fail(self, status: int, error_type: str | None) -> None:
         self.status, self.error_type = status, error_type
@@ -220,7 +231,8 @@ class RequestRecord:
             stream=self.stream, started=self.started, latency_s=ended - self.started, status=self.status,
             trace_id=self.trace_id, attempts=attempts, winner=winner, ttft_s=self.ttft_s,
             hedge_delay_s=self.hedge_delay_s, hedges_skipped=self.hedges_skipped, error_type=self.error_type,
-            cache=self.cache, key_name=self.key_name)
+            cache=self.cache, key_name=self.key_name, resumes=self.resumes,
+            resumed_at_tokens=self.resumed_at_tokens)
 
 
 def _index(attempt: Attempt) -> int:

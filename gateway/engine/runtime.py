@@ -63,6 +63,9 @@ class Runtime:
         self.prompt_caches: dict[str, PromptCacheTracker] = {
             name: previous.prompt_caches[name] if previous is not None and name in kept else
             PromptCacheTracker(clock=clock) for name in config.providers}
+        # Per alias, resumes of broken streams: the hedge budget's share, counted apart so that hedges and
+        # resumes never starve each other. Made on first use (only aliases that resume need one).
+        self._resume_budgets: dict[str, HedgeBudget] = {}
         if previous is not None:
             for alias, budget in previous.budgets.items():
                 if alias in self.budgets and budget.options == self.budgets[alias].options:
@@ -79,6 +82,12 @@ class Runtime:
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit breaker %s: %s -> %s", name, old, new)
         self.hooks.breaker_changed(BreakerChanged(name, str(old), str(new)))
+
+    def resume_budget(self, route: ModelRoute) -> HedgeBudget:
+        budget = self._resume_budgets.get(route.alias)
+        if budget is None:
+            budget = self._resume_budgets[route.alias] = HedgeBudget(route.hedge.budget, clock=self.clock)
+        return budget
 
     def tracker(self, route: ModelRoute, target: Target, stream: bool) -> LatencyTracker | None:
         """The latency window behind `route`'s adaptive delay for `target`: TTFT for streams, full latency

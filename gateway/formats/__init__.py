@@ -247,9 +247,14 @@ def check_nesting(body: object, limit: int = MAX_NESTING) -> None:
     """Raise a 400 if arrays/objects nest deeper than `limit` levels (the body itself is level 1).
 
     The gateway's own limit, so its own words: neither API documents one."""
-    if (type(body) is dict or type(body) is list) and not _nests_within(body, limit - 1):
+    if not nests_within(body, limit):
         raise GatewayError(400, f"request body is nested more than {limit} levels deep",
                            type="invalid_request_error")
+
+
+def nests_within(value: object, limit: int) -> bool:
+    """Whether arrays/objects in `value` nest at most `limit` levels (`value` itself is level 1)."""
+    return not (type(value) is dict or type(value) is list) or _nests_within(value, limit - 1)
 
 
 def _nests_within(value: dict[str, object] | list[object], budget: int) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from gateway.errors import FailureKind, GatewayError, ProviderError
+from gateway.errors import GatewayError, known_error_type
 from gateway.formats import (
     MISSING,
     NOTHING,
@@ -31,6 +31,8 @@ from gateway.formats import (
     invalid,
     token_count,
 )
+from gateway.formats.anthropic_answer import Aggregator  # every format module exports one
+from gateway.formats.guard import encode_json
 from gateway.wire import Json, SSEEvent
 
 __all__ = [
@@ -262,9 +264,18 @@ def _validate_tool_choice(choice: object) -> None:
 # ---------------------------------------------------------------- framing and errors
 
 def encode_event(ev: SSEEvent) -> bytes:
-    """One SSE frame. The `event:` line is mandatory: the anthropic SDK drops events without one."""
-    name = ev.event or ev.data.get("type") or "message"
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(ev.data) + b"\n\n"
+    """One SSE frame. The `event:` line is mandatory: the anthropic SDK drops events without one.
+
+    Named by the data's own `type` (what the SDK reads it as), else by the event name it came with; a name
+    that could break the framing (not a string, a line break in it) is never written. ProviderError if a
+    provider's event cannot be written again (see `gateway.formats.guard`)."""
+    data = ev.data
+    name = data.get("type")
+    if type(name) is not str or not name or "\n" in name or "\r" in name:
+        name = ev.event
+        if not name or "\n" in name or "\r" in name:
+            name = "message"
+    return b"event: " + name.encode() + b"\ndata: " + encode_json(data) + b"\n\n"
 
 
 _ERROR_TYPES = frozenset({
@@ -353,14 +364,19 @@ def inspect(ev: SSEEvent) -> EventInfo:
     if kind in ("ping", "content_block_stop"):
         return NOTHING
     if kind == "message_delta":
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
+        if type(usage) is not dict:  # not an object of counts: as good as none
+            usage = {}
         reason = (data.get("delta") or {}).get("stop_reason")
-        if usage.get("input_tokens") is None:
-            return EventInfo(output_tokens=usage.get("output_tokens"), details=_usage_details(usage),
+        if type(reason) is not str:  # the engine reports it (span attribute, request record): a string only
+            reason = None
+        if token_count(usage.get("input_tokens")) is None:
+            return EventInfo(output_tokens=token_count(usage.get("output_tokens")), details=_usage_details(usage),
                              finish_reason=reason)
         return _usage_info(usage, reason)
     if kind == "message_start":
-        return _usage_info((data.get("message") or {}).get("usage") or {}, None)
+        usage = (data.get("message") or {}).get("usage")
+        return _usage_info(usage if type(usage) is dict else {}, None)
     if kind == "content_block_start":
         block = data.get("content_block") or {}
         block_type = block.get("type")
@@ -376,19 +392,24 @@ def inspect(ev: SSEEvent) -> EventInfo:
     if kind == "message_stop":
         return _END
     if kind == "error":
-        error = data.get("error") or {}
-        return EventInfo(error=(str(error.get("type") or "api_error"),
+        error = data.get("error")
+        if type(error) is not dict:
+            return EventInfo(error=("api_error", str(error or "error in stream")))
+        # The type becomes the attempt's error type (a client's error type, a metric label): known words only.
+        return EventInfo(error=(known_error_type(error.get("type")) or "api_error",
                                 str(error.get("message") or "error in stream")))
     return NOTHING
 
 
 def _usage_info(usage: Json, finish_reason: str | None) -> EventInfo:
-    # Anthropic's input_tokens excludes cache reads and writes; the engine wants every prompt token.
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
+    # Anthropic's input_tokens excludes cache reads and writes; the engine wants every prompt token. A count
+    # that is not one (see `token_count`) is missing: no input count at all if input_tokens is not one.
+    cache_read = token_count(usage.get("cache_read_input_tokens")) or 0
+    cache_write = token_count(usage.get("cache_creation_input_tokens")) or 0
+    input_tokens = token_count(usage.get("input_tokens"))
     return EventInfo(
-        input_tokens=(usage.get("input_tokens") or 0) + cache_read + cache_write,
-        output_tokens=usage.get("output_tokens"),
+        input_tokens=None if input_tokens is None else input_tokens + cache_read + cache_write,
+        output_tokens=token_count(usage.get("output_tokens")),
         cached_input_tokens=cache_read,
         details=_usage_details(usage),
         finish_reason=finish_reason,
@@ -412,117 +433,3 @@ def _usage_details(usage: Json) -> UsageDetails | None:
     if write is None and long is None and reasoning is None:
         return None
     return UsageDetails(cache_write_tokens=write, cache_write_long_tokens=long, reasoning_tokens=reasoning)
-
-
-# ---------------------------------------------------------------- aggregation
-
-class Aggregator:
-    """Builds the complete non-streaming `message` body from a provider's events.
-
-    Blocks of any type are kept as they start; text/thinking/partial JSON deltas are collected as lists and
-    joined once in `result()`. `result()` raises ProviderError(FAULT) if a tool's input JSON is malformed.
-    """
-
-    def __init__(self) -> None:
-        self._message: Json = {}
-        self._usage: Json = {}
-        self._blocks: dict[int, Json] = {}
-        self._pieces: dict[int, list[str]] = {}  # block index -> text, thinking or partial_json pieces
-
-    def feed(self, ev: SSEEvent) -> None:
-        data = ev.data
-        kind = data.get("type") or ev.event
-        if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            index = data.get("index", 0)
-            delta_type = delta.get("type")
-            if delta_type == "text_delta":
-                self._piece(index, delta.get("text"))
-            elif delta_type == "input_json_delta":
-                self._piece(index, delta.get("partial_json"))
-            elif delta_type == "thinking_delta":
-                self._piece(index, delta.get("thinking"))
-            elif delta_type == "signature_delta":
-                self._block(index)["signature"] = delta.get("signature", "")
-            elif delta_type == "citations_delta":
-                block = self._block(index)
-                citations = block.get("citations")
-                block["citations"] = [*(citations or ()), delta.get("citation")]
-        elif kind == "content_block_start":
-            self._blocks[data.get("index", len(self._blocks))] = dict(data.get("content_block") or {})
-        elif kind == "message_start":
-            self._message = dict(data.get("message") or {})
-            self._usage = dict(self._message.get("usage") or {})
-            for index, block in enumerate(self._message.get("content") or ()):
-                self._blocks[index] = dict(block)
-        elif kind == "message_delta":
-            delta = data.get("delta") or {}
-            for key, value in delta.items():
-                self._message[key] = value
-            # message_delta usage is cumulative; a null field means "unchanged", not zero.
-            for key, value in (data.get("usage") or {}).items():
-                if value is not None:
-                    self._usage[key] = value
-
-    def _piece(self, index: int, piece: str | None) -> None:
-        if piece:
-            pieces = self._pieces.get(index)
-            if pieces is None:
-                self._block(index)  # a delta for a block that never started (broken stream): keep the text
-                pieces = self._pieces[index] = []
-            pieces.append(piece)
-
-    def _block(self, index: int) -> Json:
-        block = self._blocks.get(index)
-        if block is None:
-            block = self._blocks[index] = {"type": "text", "text": ""}
-        return block
-
-    def result(self) -> Json:
-        message = self._message
-        usage = self._usage
-        return {
-            **message,
-            "id": message.get("id") or "",
-            "type": "message",
-            "role": "assistant",
-            "model": message.get("model") or "",
-            "content": [self._finish_block(index) for index in sorted(self._blocks)],
-            "stop_reason": message.get("stop_reason"),
-            "stop_sequence": message.get("stop_sequence"),
-            "usage": {
-                **usage,
-                "input_tokens": usage.get("input_tokens") or 0,
-                "output_tokens": usage.get("output_tokens") or 0,
-                "cache_read_input_tokens": usage.get("cache_read_input_tokens") or 0,
-                "cache_creation_input_tokens": usage.get("cache_creation_input_tokens") or 0,
-            },
-        }
-
-    def _finish_block(self, index: int) -> Json:
-        block = dict(self._blocks[index])
-        pieces = self._pieces.get(index)
-        block_type = block.get("type")
-        if block_type in ("tool_use", "server_tool_use", "mcp_tool_use"):
-            if pieces:
-                block["input"] = _parse_input("".join(pieces), index)
-            elif not isinstance(block.get("input"), dict):
-                block["input"] = {}
-        elif block_type == "thinking":
-            block["thinking"] = (block.get("thinking") or "") + "".join(pieces or ())
-            block.setdefault("signature", "")
-        elif block_type == "text":
-            block["text"] = (block.get("text") or "") + "".join(pieces or ())
-        return block
-
-
-def _parse_input(raw: str, index: int) -> Json:
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        # The provider streamed a tool call whose input is not a JSON object: a broken stream, not ours.
-        raise ProviderError(FailureKind.FAULT, f"content[{index}]: tool input is not a JSON object",
-                            error_type="bad_stream")
-    return parsed

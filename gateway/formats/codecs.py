@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from gateway.errors import GatewayError
-from gateway.formats import Aggregator, EventInfo, replay
+from gateway.formats import Aggregator, EventInfo, replay, responses_events
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
+from gateway.formats import responses as responses_format
 from gateway.wire import Json, SSEEvent, WireFormat
 
 
@@ -89,10 +90,29 @@ class _AnthropicCodec:
         return {name: value for name in self._FORWARDED if (value := headers.get(name)) is not None}
 
 
+class _ResponsesCodec:
+    format = WireFormat.RESPONSES
+    stream_end = responses_format.STREAM_END
+    validate_request = staticmethod(responses_format.validate_request)
+    inspect = staticmethod(responses_format.inspect)
+    aggregator = staticmethod(responses_format.Aggregator)
+    encode_event = staticmethod(responses_format.encode_event)
+    error_body = staticmethod(responses_format.error_body)
+    error_event = staticmethod(responses_format.error_event)
+    wants_usage = staticmethod(responses_format.wants_usage)
+    is_usage_only = staticmethod(responses_format.is_usage_only)
+    replay = staticmethod(responses_events.replay)
+
+    def forward_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {}
+
+
 OPENAI: Codec = _OpenAICodec()
 ANTHROPIC: Codec = _AnthropicCodec()
+RESPONSES: Codec = _ResponsesCodec()
 
-CODECS: Mapping[WireFormat, Codec] = {WireFormat.OPENAI: OPENAI, WireFormat.ANTHROPIC: ANTHROPIC}
+CODECS: Mapping[WireFormat, Codec] = {WireFormat.OPENAI: OPENAI, WireFormat.ANTHROPIC: ANTHROPIC,
+                                      WireFormat.RESPONSES: RESPONSES}
 
 
 def codec_for(fmt: WireFormat) -> Codec:

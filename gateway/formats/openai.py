@@ -7,11 +7,8 @@ dicts. The gateway always streams from providers, so `Aggregator` rebuilds a non
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import orjson
-
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, known_error_type
 from gateway.formats import (
     MISSING,
     NOTHING,
@@ -32,6 +29,8 @@ from gateway.formats import (
     invalid,
     token_count,
 )
+from gateway.formats.guard import encode_json
+from gateway.formats.openai_answer import Aggregator  # every format module exports one
 from gateway.wire import Json, SSEEvent
 
 __all__ = [
@@ -287,8 +286,9 @@ def _validate_tool(tool: object, i: int) -> None:
 # ---------------------------------------------------------------- framing and errors
 
 def encode_event(ev: SSEEvent) -> bytes:
-    """One SSE frame. OpenAI streams carry no `event:` line."""
-    return b"data: " + orjson.dumps(ev.data) + b"\n\n"
+    """One SSE frame. OpenAI streams carry no `event:` line. ProviderError if a provider's event cannot be
+    written again (see `gateway.formats.guard`)."""
+    return b"data: " + encode_json(ev.data) + b"\n\n"
 
 
 def error_body(err: GatewayError) -> Json:
@@ -348,19 +348,20 @@ def inspect(ev: SSEEvent) -> EventInfo:
                 if function_call := delta.get("function_call"):
                     content = True
                     text += (function_call.get("name") or "") + (function_call.get("arguments") or "")
-            if reason := choice.get("finish_reason"):
+            # A string only: the engine reports it (span attribute, request record) as the finish reason.
+            if (reason := choice.get("finish_reason")) and type(reason) is str:
                 finish_reason = reason
     usage = data.get("usage")
-    if not usage:
+    if not usage or type(usage) is not dict:  # no usage, or not an object of counts: as good as none
         if finish_reason:
             return EventInfo(content=content, finish_reason=finish_reason, text=text)
         return content_info(text) if content else NOTHING
     details = usage.get("prompt_tokens_details")
     return EventInfo(
         content=content,
-        input_tokens=usage.get("prompt_tokens"),
-        output_tokens=usage.get("completion_tokens"),
-        cached_input_tokens=details.get("cached_tokens") if details else None,
+        input_tokens=token_count(usage.get("prompt_tokens")),
+        output_tokens=token_count(usage.get("completion_tokens")),
+        cached_input_tokens=token_count(details.get("cached_tokens")) if type(details) is dict else None,
         details=_usage_details(usage, details),
         finish_reason=finish_reason,
         text=text,
@@ -386,179 +387,10 @@ def _usage_details(usage: Json, prompt: object) -> UsageDetails | None:
 
 
 def _error_info(error: object) -> EventInfo:
+    # The type becomes the attempt's error type (a client's error type, a metric label): known words only.
+    # The message is upstream text: the engine redacts it before it goes anywhere.
     if type(error) is dict:
-        kind = error.get("type") or error.get("code") or "api_error"
+        kind = known_error_type(error.get("type")) or known_error_type(error.get("code")) or "api_error"
         message = error.get("message") or "error in stream"
-        return EventInfo(error=(str(kind), str(message)))
+        return EventInfo(error=(kind, str(message)))
     return EventInfo(error=("api_error", str(error)))
-
-
-# ---------------------------------------------------------------- aggregation
-
-class _Choice:
-    """The pieces of one choice, collected as lists and joined once at the end."""
-
-    __slots__ = ("content", "finish_reason", "function_call", "logprobs", "refusal", "tool_calls")
-
-    def __init__(self) -> None:
-        self.content: list[str] = []
-        self.refusal: list[str] = []
-        self.tool_calls: dict[int, _ToolCall] = {}
-        self.function_call: _ToolCall | None = None
-        self.finish_reason: str | None = None
-        self.logprobs: list[Any] | None = None
-
-
-class _ToolCall:
-    __slots__ = ("arguments", "id", "name", "type")
-
-    def __init__(self) -> None:
-        self.id = ""
-        self.type = "function"
-        self.name = ""
-        self.arguments: list[str] = []
-
-    def feed(self, call: Json) -> None:
-        if call_id := call.get("id"):
-            self.id = call_id
-        if call_type := call.get("type"):
-            self.type = call_type
-        function = call.get("function") or call  # a legacy function_call delta holds name/arguments itself
-        if name := function.get("name"):
-            self.name += name  # sent once in practice; some providers split it, so append
-        if arguments := function.get("arguments"):
-            self.arguments.append(arguments)
-
-
-class Aggregator:
-    """Builds the complete non-streaming `chat.completion` body from a provider's chunks."""
-
-    def __init__(self) -> None:
-        self._id = ""
-        self._created = 0
-        self._model = ""
-        self._system_fingerprint: str | None = None
-        self._service_tier: str | None = None
-        self._usage: Json | None = None
-        self._choices: dict[int, _Choice] = {}
-
-    def feed(self, ev: SSEEvent) -> None:
-        data = ev.data
-        if data.get("error"):
-            return  # the engine reads errors through inspect(); they are not part of the answer
-        if not self._id and (chunk_id := data.get("id")):
-            self._id = chunk_id
-        if not self._created and (created := data.get("created")):
-            self._created = created
-        if model := data.get("model"):
-            self._model = model
-        if fingerprint := data.get("system_fingerprint"):
-            self._system_fingerprint = fingerprint
-        if service_tier := data.get("service_tier"):
-            self._service_tier = service_tier
-        if usage := data.get("usage"):
-            self._usage = usage
-        for choice in data.get("choices") or ():
-            self._feed_choice(choice)
-
-    def _feed_choice(self, choice: Json) -> None:
-        index = choice.get("index", 0)
-        state = self._choices.get(index)
-        if state is None:
-            state = self._choices[index] = _Choice()
-        delta = choice.get("delta") or {}
-        if content := delta.get("content"):
-            state.content.append(content)
-        if refusal := delta.get("refusal"):
-            state.refusal.append(refusal)
-        for call in delta.get("tool_calls") or ():
-            # Some OpenAI-compatible providers omit `index`: a call with a new id starts a new slot.
-            call_index = call.get("index")
-            if call_index is None:
-                known = max(state.tool_calls, default=-1)
-                starts_new = known < 0 or (call.get("id") and call["id"] != state.tool_calls[known].id)
-                call_index = known + 1 if starts_new else known
-            slot = state.tool_calls.get(call_index)
-            if slot is None:
-                slot = state.tool_calls[call_index] = _ToolCall()
-            slot.feed(call)
-        if function_call := delta.get("function_call"):
-            if state.function_call is None:
-                state.function_call = _ToolCall()
-            state.function_call.feed(function_call)
-        if reason := choice.get("finish_reason"):
-            state.finish_reason = reason
-        logprobs = choice.get("logprobs")
-        if logprobs and logprobs.get("content"):
-            if state.logprobs is None:
-                state.logprobs = []
-            state.logprobs.extend(logprobs["content"])
-
-    def result(self) -> Json:
-        choices = [self._choice_body(index, self._choices[index]) for index in sorted(self._choices)]
-        if not choices:
-            choices = [self._choice_body(0, _Choice())]
-        body: Json = {
-            "id": self._id,
-            "object": "chat.completion",
-            "created": self._created,
-            "model": self._model,
-            "choices": choices,
-            "usage": self._usage_body(),
-        }
-        if self._system_fingerprint is not None:
-            body["system_fingerprint"] = self._system_fingerprint
-        if self._service_tier is not None:
-            body["service_tier"] = self._service_tier
-        return body
-
-    @staticmethod
-    def _choice_body(index: int, state: _Choice) -> Json:
-        text = "".join(state.content)
-        refusal = "".join(state.refusal) or None
-        has_calls = bool(state.tool_calls) or state.function_call is not None
-        message: Json = {
-            "role": "assistant",
-            # Like the API: no text next to tool calls or a refusal is null, not "".
-            "content": text if text or not (has_calls or refusal) else None,
-            "refusal": refusal,
-        }
-        if state.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id or f"call_{call_index}",
-                    "type": call.type,
-                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
-                }
-                for call_index, call in sorted(state.tool_calls.items())
-            ]
-        if state.function_call is not None:
-            message["function_call"] = {
-                "name": state.function_call.name,
-                "arguments": "".join(state.function_call.arguments),
-            }
-        finish_reason = state.finish_reason or ("tool_calls" if state.tool_calls else "stop")
-        return {
-            "index": index,
-            "message": message,
-            "finish_reason": finish_reason,
-            "logprobs": {"content": state.logprobs, "refusal": None} if state.logprobs else None,
-        }
-
-    def _usage_body(self) -> Json | None:
-        # None when the provider sent no usage chunk: zeros would be a wrong count, not a missing one.
-        usage = self._usage
-        if usage is None:
-            return None
-        prompt = usage.get("prompt_tokens") or 0
-        completion = usage.get("completion_tokens") or 0
-        details = usage.get("prompt_tokens_details") or {}
-        body: Json = {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": usage.get("total_tokens") or prompt + completion,
-            "prompt_tokens_details": {**details, "cached_tokens": details.get("cached_tokens") or 0},
-        }
-        if completion_details := usage.get("completion_tokens_details"):
-            body["completion_tokens_details"] = completion_details
-        return body

@@ -19,14 +19,14 @@ import aiohttp
 import orjson
 
 from gateway.config.model import ProviderConfig
-from gateway.errors import FailureKind, ProviderError, classify_status
+from gateway.errors import FailureKind, ProviderError, classify_status, known_error_type
 from gateway.providers.protocol import UpstreamRequest
+from gateway.providers.redaction import bounded, redact
 from gateway.wire import Json, SSEEvent, WireFormat
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
 _MAX_JSON_BODY = 64 * 1024 * 1024  # bytes of a unary answer (embeddings of a large batch are tens of MB)
-_REDACTED = "[redacted]"
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
 
@@ -78,14 +78,16 @@ class HttpProvider:
             await self._session.close()
             self._session = None
 
-    async def reserve(self) -> Callable[[], None]:
+    async def reserve(self) -> tuple[Callable[[], None], float]:
         """One of the pool's `max_connections`, waited for FIFO at most `pool_timeout_s`. Attempts reserve before
         they connect, so aiohttp never queues inside an attempt's timeout (where a wait would look like a slow
         provider and count against its breaker)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return self._release
-        waiter = asyncio.get_running_loop().create_future()
+            return self._release, 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        waiter = loop.create_future()
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self.config.pool_timeout_s):
@@ -100,7 +102,7 @@ class HttpProvider:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-        return self._release
+        return self._release, loop.time() - started
 
     def _release(self) -> None:
         while self._waiters:
@@ -148,12 +150,13 @@ class HttpProvider:
 
     def redact(self, text: str) -> str:
         """`text` (from an upstream body or an exception) with this provider's key cut out: an upstream that
-        echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients."""
-        key = self.config.api_key
-        return text.replace(key, _REDACTED) if key and key in text else text
+        echoes the key it was sent ("Incorrect API key provided: sk-...") must not hand it to clients. Pieces of
+        the key that a bound cut off are cut out too (see `gateway.providers.redaction`)."""
+        return redact(text, self.config.api_key)
 
     def _fault(self, message: str, error_type: str, status: int | None = None) -> ProviderError:
-        return ProviderError(FailureKind.FAULT, self.redact(f"{self.name}: {message}"), status=status,
+        # Redacted before it is bounded: a bound through the key would leave a part of it unmatched.
+        return ProviderError(FailureKind.FAULT, bounded(self.redact(f"{self.name}: {message}")), status=status,
                              error_type=error_type)
 
     async def _post(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
@@ -212,9 +215,14 @@ class HttpProvider:
         raw = await _read_bounded(resp.content, _MAX_ERROR_BODY)
         message, error_type = _error_message(raw)
         retry_after = _retry_after(resp.headers.get("retry-after-ms"), resp.headers.get("retry-after"))
+        if retry_after is not None and not retry_after <= 3600:
+            # inf, nan or absurd: as if none was sent (it becomes a cool-down and the client's Retry-After).
+            retry_after = None
         text = f"{self.name}: HTTP {resp.status}" + (f": {message}" if message else "")
-        return ProviderError(classify_status(resp.status), self.redact(text), status=resp.status,
-                             error_type=error_type or f"http_{resp.status}", retry_after_s=retry_after)
+        # The type goes to the client as its error type, and to metrics and traces: known words only.
+        return ProviderError(classify_status(resp.status), bounded(self.redact(text)), status=resp.status,
+                             error_type=known_error_type(error_type) or f"http_{resp.status}",
+                             retry_after_s=retry_after)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
@@ -254,9 +262,10 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             chunk = chunk.replace(b"\r\n", b"\n")
         blocks = chunk.split(b"\n\n")
         rest = blocks.pop()
-        if len(rest) > _MAX_EVENT:
-            raise _too_large(name)
         batch: list[SSEEvent] = []
+        # A fault ends the stream, but the events before it in this read still count (one of them may be the
+        # first token): they are yielded first.
+        fault: ProviderError | None = _too_large(name) if len(rest) > _MAX_EVENT else None
         for block in blocks:
             event_name: str | None = None
             payload: bytes | None
@@ -267,7 +276,8 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             if payload is None:
                 continue  # comments, keep-alives, events without data
             if len(payload) > _MAX_EVENT:
-                raise _too_large(name)
+                fault = _too_large(name)
+                break
             if payload == b"[DONE]":
                 if batch:
                     yield batch
@@ -275,16 +285,18 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             try:
                 parsed = orjson.loads(payload)
             except orjson.JSONDecodeError:
-                parsed = None
+                fault = ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
+                                      error_type="bad_response")
+                break
             if not isinstance(parsed, dict):
-                # The events before the bad one still count (one of them may be the first token).
-                if batch:
-                    yield batch
-                what = "malformed JSON in event stream" if parsed is None else "event is not a JSON object"
-                raise ProviderError(FailureKind.FAULT, f"{name}: {what}", error_type="bad_response")
+                fault = ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
+                                      error_type="bad_response")
+                break
             batch.append(SSEEvent(parsed, event_name))
         if batch:
             yield batch
+        if fault is not None:
+            raise fault
     # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).
 
 
@@ -304,15 +316,17 @@ def _parse_block(block: bytes) -> tuple[str | None, bytes | None]:
 
 
 def _error_message(raw: bytes, *, raw_excerpt: bool = True) -> tuple[str, str]:
-    """The message and type from an OpenAI- or Anthropic-shaped error body, else a bounded raw excerpt
-    (or nothing, with `raw_excerpt=False`)."""
+    """The message and type from an OpenAI- or Anthropic-shaped error body, else a raw excerpt (or nothing,
+    with `raw_excerpt=False`). Not bounded here: the caller redacts the text, then bounds it (`_MAX_ERROR_BODY`
+    bounds what is read). The type is as the upstream sent it: the caller keeps it only if it is known."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return (raw[:200].decode(errors="replace").strip() if raw_excerpt else ""), ""
+        return (raw.decode(errors="replace").strip() if raw_excerpt else ""), ""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        return str(err.get("message", ""))[:500], str(err.get("type") or "")
+        kind = err.get("type")
+        return str(err.get("message", "")), kind if type(kind) is str else ""
     return "", ""
 
 

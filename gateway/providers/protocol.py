@@ -42,8 +42,9 @@ class Provider(Protocol):
         upstream connection instead of returning it to a pool, so the provider sees the client leave at once."""
         ...
 
-    async def reserve(self) -> Callable[[], None]:
-        """Wait for a free connection to this provider (the gateway's own pool) and return its release.
+    async def reserve(self) -> tuple[Callable[[], None], float]:
+        """Wait for a free connection to this provider (the gateway's own pool): its release, and the seconds
+        waited (0.0 when one was free).
         Raises `ProviderError` of kind LOCAL when none frees up in time: local overload, not a provider fault."""
         ...
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.config.model import ModelRoute
 from gateway.errors import GatewayError
 from gateway.server.auth import check_key
+from gateway.server.reading import read_body
 from gateway.server.scope import RateLimited, RequestScope, key_id
 from gateway.wire import Json
 
@@ -21,7 +22,7 @@ async def admit(scope: RequestScope, validate: Callable[[object], Json] | None =
     gw, request = scope.gw, scope.request
     config = gw.config
     api_key = check_key(request, config.server.keys)
-    raw = await read_body(request, config.server.max_body_bytes)
+    raw = await read_body(request, config.server.max_body_bytes, config.server.body_timeout_s)
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -35,7 +36,8 @@ async def admit(scope: RequestScope, validate: Callable[[object], Json] | None =
                            type="not_found_error", param="model", code="model_not_found")
     timeout_s = deadline_s(request, config.server.deadline_header, config.deadline_s(route))
     limits = api_key.limits if api_key is not None and api_key.limits is not None else config.server.limits
-    max_out = body.get("max_tokens") or body.get("max_completion_tokens") or route.default_max_tokens
+    max_out = (body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+               or route.default_max_tokens)
     estimate = len(raw) // 4 + (max_out if type(max_out) is int else 0)
     if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
         wait = await gw.limiter.check(key_id(api_key), limits, estimate)
@@ -44,17 +46,6 @@ async def admit(scope: RequestScope, validate: Callable[[object], Json] | None =
     scope.admitted(route, body, key=api_key, limits=limits, token_estimate=estimate, body_bytes=len(raw),
                    deadline=asyncio.get_running_loop().time() + timeout_s)
     return body, route
-
-
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise GatewayError(413, f"request body too large ({request.content_length} bytes, limit {max_bytes})")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise GatewayError(413, f"request body too large (limit {max_bytes} bytes)") from None
-    except web.RequestPayloadError:  # e.g. a body that is not in its Content-Encoding: the client's fault
-        raise GatewayError(400, "request body could not be decoded (check its Content-Encoding)") from None
 
 
 def deadline_s(request: web.Request, header: str, configured: float) -> float:

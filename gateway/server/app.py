@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.config import ConfigError, load_config
 from gateway.errors import GatewayError
 from gateway.formats.codecs import ANTHROPIC, OPENAI, Codec
-from gateway.server import endpoints, handlers
+from gateway.server import endpoints, handlers, responses
 from gateway.server.auth import check_bearer
 from gateway.server.gateway import GATEWAY, Gateway, GatewayHolder, current_gateway
 from gateway.server.scope import RequestScope
@@ -71,7 +71,8 @@ async def metrics(request: web.Request) -> web.Response:
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     if gw.telemetry is None:
         raise web.HTTPNotFound(reason="metrics are not enabled on this gateway")
-    return web.Response(body=gw.telemetry.metrics_text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+    text = await gw.state_backend.metrics_text(gw.telemetry.metrics_text())  # with --workers N: every worker's, merged
+    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
 CONFIG_PATH: web.AppKey[str] = web.AppKey("config_path", str)
@@ -91,9 +92,11 @@ async def reload_config(app: web.Application) -> str | None:
     except ConfigError as exc:
         log.error("config reload rejected, still serving the previous config: %s", exc)
         return str(exc)
-    old = holder.current.config.server
-    if (config.server.host, config.server.port, config.server.max_body_mb) != (old.host, old.port, old.max_body_mb):
-        log.warning("server.host, server.port and server.max_body_mb changes take effect at the next restart")
+    old, new = holder.current.config.server, config.server
+    # Read once, when the server starts listening (body_timeout_s, read per request, follows a reload).
+    at_start = ("host", "port", "max_body_mb", "header_timeout_s", "idle_timeout_s")
+    if changed := [name for name in at_start if getattr(new, name) != getattr(old, name)]:
+        log.warning("%s: changes take effect at the next restart", ", ".join(f"server.{name}" for name in changed))
     holder.swap(holder.current.successor(config))
     log.info("config reloaded from %s (%d models, %d providers)", path, len(config.models), len(config.providers))
     return None
@@ -144,6 +147,11 @@ def build_app(gateway: Gateway, *, config_path: str | None = None) -> web.Applic
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/messages", handlers.messages)
+    app.router.add_post("/v1/responses", responses.create_response)
+    app.router.add_post("/responses", responses.create_response)
+    app.router.add_get("/v1/responses/{response_id}", responses.retrieve_response)
+    app.router.add_delete("/v1/responses/{response_id}", responses.delete_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", responses.list_input_items)
     app.router.add_post("/v1/messages/count_tokens", endpoints.count_tokens)
     app.router.add_post("/v1/embeddings", endpoints.embeddings)
     app.router.add_post("/embeddings", endpoints.embeddings)

@@ -13,6 +13,7 @@ from gateway.engine import Engine, Hooks, Runtime
 from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
 from gateway.pricing.catalog import unpriced_warnings
 from gateway.state import SharedAnswers, SharedLimiter, StateBackend
+from gateway.state.conversations import ConversationStore
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.server")
@@ -59,6 +60,11 @@ class Gateway:
                     self.caches[alias] = cache
         self.answers: SharedAnswers = self.state_backend.answers(self.caches)  # the caches, and Redis behind them
         self.coalescer: Coalescer[CachedAnswer] = Coalescer()
+        # The Responses door's conversations outlive reloads, like the state backend they live in.
+        self.conversations: ConversationStore = (self.state_backend.conversations(config.responses) if previous is None
+                                                 else previous.conversations)
+        if previous is not None and config.responses != previous.config.responses:
+            log.warning("responses (the conversation store) changes take effect at the next restart")
         self.in_flight = 0  # requests running on this gateway (a retired one closes when it reaches 0)
         self.idle = asyncio.Event()
         self.idle.set()

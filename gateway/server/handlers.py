@@ -6,6 +6,7 @@ One code path for every door: the door's `Codec` decides every byte of wire form
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -17,7 +18,7 @@ from gateway.policies.cache import CachedAnswer, cache_key, is_cacheable
 from gateway.server.admission import admit
 from gateway.server.gateway import current_gateway
 from gateway.server.scope import RequestScope
-from gateway.server.writing import write_json, write_replay, write_stream
+from gateway.server.writing import write_body, write_json, write_replay, write_stream
 from gateway.wire import Json
 
 _JSON = "application/json"
@@ -55,32 +56,35 @@ async def _chat(request: web.Request, codec: Codec) -> web.StreamResponse:
         scope.set_cache("miss")
         if scope.record.stream:  # streamed through as usual; the aggregated answer is stored for the next caller
             return await race(scope, body, key)
-        return await _coalesced(scope, body, key)
+        return await coalesced(scope, body, key, lambda answer, how: write_replay(scope, body, answer, how),
+                               lambda answer: answer.body)
 
 
-async def _coalesced(scope: RequestScope, body: Json, key: str) -> web.StreamResponse:
-    """Identical concurrent requests share one upstream race (whose answer the cache keeps)."""
+async def coalesced(scope: RequestScope, body: Json, key: str,
+                    replay: Callable[[CachedAnswer, str], Awaitable[web.StreamResponse]],
+                    first_body: Callable[[CachedAnswer], bytes]) -> web.StreamResponse:
+    """Identical concurrent requests share one upstream race (whose answer the cache keeps). A request that
+    joins gets the answer through `replay`; the first caller, `first_body(answer)` as its JSON body."""
     coalescer = scope.gw.coalescer
     if coalescer.waiters(key) > 0:  # the same request is in flight: wait for its answer
         scope.set_cache("coalesced")
         try:
-            answer = await coalescer.run(key, lambda: _flight(scope, body, key))
+            answer = await coalescer.run(key, lambda: flight(scope, body, key))
         except GatewayError as err:
             return scope.reject(err)
-        return await write_replay(scope, body, answer, "coalesced")
+        return await replay(answer, "coalesced")
     # The first caller: its record is the flight's, which runs in the coalescer's own task (a caller that
     # leaves does not cancel it for the others) and finishes the record there.
     scope.hand_off()
     try:
-        answer = await coalescer.run(key, lambda: _flight(scope, body, key))
+        answer = await coalescer.run(key, lambda: flight(scope, body, key))
     except GatewayError as err:
         return scope.error_response(err)  # the flight recorded it
-    scope.responded = True
-    return web.Response(body=answer.body, content_type=_JSON, headers={**dict(answer.headers), **scope.headers(),
-                                                                        "x-gateway-cache": "miss"})
+    return await write_body(scope, first_body(answer), {**dict(answer.headers), **scope.headers(),
+                                                        "x-gateway-cache": "miss"})
 
 
-async def _flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:
+async def flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:
     """One upstream race whose answer every identical concurrent request shares, and the cache keeps."""
     try:
         async with asyncio.TaskGroup() as tg:
@@ -94,7 +98,7 @@ async def _flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:
                 failure = None
                 assert isinstance(result, Completed)
                 answer = CachedAnswer(orjson.dumps(result.body), result.target.provider, result.target.model,
-                                      tuple(_winner_headers(result).items()))
+                                      tuple(winner_headers(result).items()))
                 # Awaited (bounded by the state timeout): once this caller has its answer, so has every replica.
                 await scope.gw.answers.put(scope.record.alias, key, answer)
     except asyncio.CancelledError:
@@ -117,7 +121,7 @@ async def race(scope: RequestScope, body: Json, store_key: str | None, *, hedge:
                                                forward_headers=scope.codec.forward_headers(scope.request.headers))
         except GatewayError as err:
             return scope.reject(err)
-        headers = {**_winner_headers(winner), **scope.headers()}
+        headers = {**winner_headers(winner), **scope.headers()}
         if store_key is not None:
             headers["x-gateway-cache"] = "miss"
         if isinstance(winner, StreamingWinner):
@@ -125,7 +129,7 @@ async def race(scope: RequestScope, body: Json, store_key: str | None, *, hedge:
         return await write_json(scope, winner.body, headers)
 
 
-def _winner_headers(winner: Winner) -> dict[str, str]:
+def winner_headers(winner: Winner) -> dict[str, str]:
     # Stored with a cached answer too: no request id here (each request adds its own).
     return {"x-gateway-provider": winner.target.provider, "x-gateway-model": winner.target.model,
             "x-gateway-attempts": str(winner.attempts_sent)}

@@ -7,15 +7,20 @@ event); the engine settles the attempt behind a streamed winner itself, when its
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
 
 from gateway.engine import StreamBroken, StreamingWinner
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ProviderError
+from gateway.formats import Aggregator
 from gateway.policies.cache import CachedAnswer
 from gateway.server.scope import RequestScope
 from gateway.wire import Json, SSEEvent
+
+log = logging.getLogger("gateway.server")
 
 _JSON = "application/json"
 # After the deadline cut a stream, the error event still gets this long to reach a client that is not reading.
@@ -27,33 +32,48 @@ def _sse_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 async def write_json(scope: RequestScope, body: Json, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.Response(body=orjson.dumps(body), content_type=_JSON, headers=headers)
+    return await write_body(scope, orjson.dumps(body), headers)
+
+
+async def write_body(scope: RequestScope, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """A JSON answer, written here (not after the handler returns) so the request ends with its last byte."""
+    resp = web.Response(body=body, content_type=_JSON, headers=headers)
     try:
-        await resp.prepare(scope.request)
-        await resp.write_eof()
+        async with asyncio.timeout_at(_write_deadline(scope)):  # a client that does not read cannot hold it
+            await resp.prepare(scope.request)
+            await resp.write_eof()
     except ConnectionResetError:
         scope.client_left()
+    except TimeoutError:
+        scope.record.fail(499, "client_not_reading")
     scope.responded = True
     return resp
+
+
+def _write_deadline(scope: RequestScope) -> float:
+    """Writing an answer is bounded by the request's deadline, with at least `_TAIL_WRITE_S` to do it."""
+    return max(scope.deadline, asyncio.get_running_loop().time() + _TAIL_WRITE_S)
 
 
 async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, how: str) -> web.StreamResponse:
     """A stored answer (a cache hit, or the answer of the identical request this one joined)."""
     headers = {**dict(answer.headers), **scope.headers(), "x-gateway-cache": how}
     if not scope.record.stream:
-        scope.responded = True
-        return web.Response(body=answer.body, content_type=_JSON, headers=headers)
+        return await write_body(scope, answer.body, headers)
     codec = scope.codec
     resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
     keep_usage = codec.wants_usage(body)
     events = codec.replay(orjson.loads(answer.body))
     try:
-        await resp.prepare(scope.request)
-        await resp.write(b"".join(codec.encode_event(ev) for ev in events if keep_usage or not codec.is_usage_only(ev))
-                         + codec.stream_end)
-        await resp.write_eof()
+        async with asyncio.timeout_at(_write_deadline(scope)):
+            await resp.prepare(scope.request)
+            await resp.write(b"".join(codec.encode_event(ev) for ev in events
+                                      if keep_usage or not codec.is_usage_only(ev)) + codec.stream_end)
+            await resp.write_eof()
     except ConnectionResetError:
         scope.client_left()
+    except TimeoutError:
+        scope.record.fail(499, "client_not_reading")
     scope.responded = True
     return resp
 
@@ -73,33 +93,47 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
                 aggregator.feed(ev)
         return b"".join(encode(ev) for ev in events if keep_usage or not usage_only(ev))
 
-    tail = codec.stream_end
+    failure = await pump(scope, winner, resp, frame)
+    if failure is not None:
+        tail = encode(codec.error_event(failure)) + codec.stream_end
+    else:
+        tail = codec.stream_end if scope.record.status == 200 else b""  # else the client left: nothing more
+    if aggregator is not None and store_key is not None and scope.record.status == 200:
+        await _store(scope, store_key, aggregator, winner, headers)
+    return await finish_stream(scope, resp, tail)
+
+
+async def pump(scope: RequestScope, winner: StreamingWinner, resp: web.StreamResponse,
+               frame: Callable[[list[SSEEvent]], bytes]) -> GatewayError | None:
+    """Write the winner's events (through `frame`) under the request's deadline, and settle the stream: returns
+    the error the client's stream must end with (a broken stream, the deadline), or None (complete, or the
+    client left: then the record says 499)."""
     async with winner:  # however this ends, the upstream is closed and the attempt settled, once
         try:  # from the first write on: a client gone even before the headers is handled the same way
             await resp.prepare(scope.request)
             async with asyncio.timeout_at(scope.deadline):
                 async for events in winner:
                     await resp.write(frame(events))
-        except StreamBroken as exc:  # after the commit there is no switching: end the stream with an error
-            scope.failed(exc, exc.cause_type)
-            tail = encode(codec.error_event(exc)) + tail
+        except (StreamBroken, ProviderError) as exc:  # after the commit no switching: end the stream with an error
+            broken = exc if isinstance(exc, StreamBroken) else winner.broken(exc)  # an event it cannot write
+            scope.failed(broken, broken.cause_type)
+            return broken
         except TimeoutError:
             err = GatewayError(504, "deadline exceeded mid-stream", type="timeout_error")
             scope.failed(err, "timeout")
-            tail = encode(codec.error_event(err)) + tail
+            return err
         except ConnectionResetError:  # the client left: nothing more to write
             scope.client_left()
-            tail = b""
-    if aggregator is not None and store_key is not None and scope.record.status == 200:
-        target = winner.target
-        await scope.gw.answers.put(scope.record.alias, store_key, CachedAnswer(
-            orjson.dumps(aggregator.result()), target.provider, target.model,
-            tuple((k, v) for k, v in headers.items() if k != "x-gateway-request-id")))
+    return None
+
+
+async def finish_stream(scope: RequestScope, resp: web.StreamResponse, tail: bytes) -> web.StreamResponse:
+    """The stream's last bytes and its end, bounded: a client that stopped reading cannot hold the request."""
     scope.responded = True
     if not resp.prepared:  # the client left before anything was sent
         return resp
     try:
-        async with asyncio.timeout(_TAIL_WRITE_S):  # a client that stopped reading cannot hold the request
+        async with asyncio.timeout(_TAIL_WRITE_S):
             if tail:
                 await resp.write(tail)
             await resp.write_eof()
@@ -109,3 +143,17 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
     except TimeoutError:
         pass  # the status says what ended the stream (e.g. the deadline: 504); the client is not reading
     return resp
+
+
+async def _store(scope: RequestScope, key: str, aggregator: Aggregator, winner: StreamingWinner,
+                 headers: dict[str, str]) -> None:
+    """The streamed answer, aggregated, for the next identical request. The client has its whole stream: an
+    answer that cannot be assembled or written is not cached, and changes nothing for this request."""
+    try:
+        body = orjson.dumps(aggregator.result())
+    except (ProviderError, orjson.JSONEncodeError):
+        log.warning("streamed answer of %s not cached: it cannot be assembled", winner.target.label)
+        return
+    await scope.gw.answers.put(scope.record.alias, key, CachedAnswer(
+        body, winner.target.provider, winner.target.model,
+        tuple((k, v) for k, v in headers.items() if k != "x-gateway-request-id")))

@@ -11,7 +11,8 @@ and `GET /v1/models[/{id}]`; the first two go through the same profile as chat.
 
 A profile in YAML (every field optional; times in ms, outage windows in s since start or last reset):
 
-    ttft: {median_ms: 400, sigma: 0.5}   # or 250 (fixed), or [120, 300, 900] (empirical)
+    ttft: {median_ms: 400, sigma: 0.5}   # or 250 (fixed), or [120, 300, 900] (empirical), or
+                                         # {quantiles_ms: [[0, 90], [0.5, 400], [1, 3000]]} (interpolated)
     per_token: 20
     output_tokens: 32
     stall_prob: 0.05

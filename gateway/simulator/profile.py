@@ -6,6 +6,7 @@ e.g. `ttft.median_ms: must be > 0` or `outages[1].end_s: must be > start_s`.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -15,15 +16,18 @@ from typing import Any, Literal
 
 import yaml
 
+from gateway.simulator.midstream import AFTER_FIRST_TOKEN, FaultPoint, parse_fault_point
 from gateway.simulator.stats import key_fingerprint
 
-LatencyKind = Literal["fixed", "lognormal", "empirical"]
+LatencyKind = Literal["fixed", "lognormal", "empirical", "quantiles"]
 
 _LATENCY_KEYS: dict[str, frozenset[str]] = {
     "fixed": frozenset({"kind", "ms"}),
     "lognormal": frozenset({"kind", "median_ms", "sigma"}),
     "empirical": frozenset({"kind", "samples_ms"}),
+    "quantiles": frozenset({"kind", "quantiles_ms"}),
 }
+_KINDS = ", ".join(_LATENCY_KEYS)
 
 
 def _check_finite(field: str, value: float) -> None:
@@ -39,13 +43,16 @@ def _check_non_negative(field: str, value: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    """A delay distribution in milliseconds. Build with `fixed`, `lognormal` or `empirical`."""
+    """A delay distribution in milliseconds. Build with `fixed`, `lognormal`, `empirical` or `quantiles`."""
 
     kind: LatencyKind = "fixed"
     ms: float = 0.0  # fixed
     median_ms: float = 0.0  # lognormal: the median, i.e. exp(mu)
     sigma: float = 0.0  # lognormal: std-dev of the log
     samples_ms: tuple[float, ...] = ()  # empirical: drawn uniformly
+    # quantiles: (q, ms) points of the quantile function, q from 0 to 1, sampled with linear interpolation
+    # between them: a distribution fitted from traces (`python -m loadtest fit`), tail included.
+    quantiles_ms: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         # Messages name the field relative to the latency; the profile parser prefixes the latency's own name.
@@ -61,8 +68,10 @@ class Latency:
                 raise ValueError("samples_ms: must not be empty")
             for i, sample in enumerate(self.samples_ms):
                 _check_non_negative(f"samples_ms[{i}]", sample)
+        elif self.kind == "quantiles":
+            _check_quantile_table(self.quantiles_ms)
         else:
-            raise ValueError(f"kind: must be one of fixed, lognormal, empirical (got {self.kind!r})")
+            raise ValueError(f"kind: must be one of {_KINDS} (got {self.kind!r})")
 
     @classmethod
     def fixed(cls, ms: float) -> Latency:
@@ -76,6 +85,10 @@ class Latency:
     def empirical(cls, samples_ms: list[float] | tuple[float, ...]) -> Latency:
         return cls(kind="empirical", samples_ms=tuple(float(s) for s in samples_ms))
 
+    @classmethod
+    def quantiles(cls, points: list[tuple[float, float]] | tuple[tuple[float, float], ...]) -> Latency:
+        return cls(kind="quantiles", quantiles_ms=tuple((float(q), float(ms)) for q, ms in points))
+
     @property
     def is_zero(self) -> bool:
         """True when every sample is 0: lets the server skip sleeping (and the RNG) on the hot path."""
@@ -87,6 +100,8 @@ class Latency:
             return self.ms
         if self.kind == "lognormal":
             return rng.lognormvariate(math.log(self.median_ms), self.sigma)
+        if self.kind == "quantiles":
+            return _interpolate(self.quantiles_ms, rng.random())
         return rng.choice(self.samples_ms)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +109,32 @@ class Latency:
             return {"kind": "fixed", "ms": self.ms}
         if self.kind == "lognormal":
             return {"kind": "lognormal", "median_ms": self.median_ms, "sigma": self.sigma}
+        if self.kind == "quantiles":
+            return {"kind": "quantiles", "quantiles_ms": [[q, ms] for q, ms in self.quantiles_ms]}
         return {"kind": "empirical", "samples_ms": list(self.samples_ms)}
+
+
+def _check_quantile_table(points: tuple[tuple[float, float], ...]) -> None:
+    if len(points) < 2:
+        raise ValueError("quantiles_ms: needs at least two [q, ms] points (q = 0 and q = 1)")
+    for i, (q, ms) in enumerate(points):
+        _check_finite(f"quantiles_ms[{i}][0]", q)
+        _check_non_negative(f"quantiles_ms[{i}][1]", ms)
+        if i and q <= points[i - 1][0]:
+            raise ValueError(f"quantiles_ms[{i}][0]: q must increase, got {q:g} after {points[i - 1][0]:g}")
+        if i and ms < points[i - 1][1]:
+            raise ValueError(f"quantiles_ms[{i}][1]: ms must not decrease, got {ms:g} after {points[i - 1][1]:g}")
+    if points[0][0] != 0.0 or points[-1][0] != 1.0:
+        raise ValueError("quantiles_ms: the first q must be 0 and the last 1 (the whole distribution)")
+
+
+def _interpolate(points: tuple[tuple[float, float], ...], u: float) -> float:
+    """The quantile function at u in [0, 1): linear between the two table points around u."""
+    i = bisect.bisect_right(points, u, key=lambda point: point[0])  # points[i - 1].q <= u < points[i].q
+    if i >= len(points):
+        return points[-1][1]
+    (q0, ms0), (q1, ms1) = points[i - 1], points[i]
+    return ms0 + (u - q0) / (q1 - q0) * (ms1 - ms0)
 
 
 ZERO_LATENCY = Latency.fixed(0)
@@ -129,7 +169,11 @@ class SimProfile:
     error_rate: float = 0.0  # chance a request is answered at once with `error_status`
     error_status: int = 500
     retry_after_s: float = 1.0  # sent as `retry-after` on every 429
-    midstream_error_rate: float = 0.0  # chance a response fails right after its first token
+    midstream_error_rate: float = 0.0  # chance a streamed response fails mid-way (an error event)
+    midstream_error_at: FaultPoint = AFTER_FIRST_TOKEN  # after how many tokens: a number or [lo, hi]
+    midstream_stall_rate: float = 0.0  # chance a streamed response goes silent mid-way for midstream_stall_ms
+    midstream_stall_ms: float = 0.0
+    midstream_stall_at: FaultPoint = AFTER_FIRST_TOKEN
     outages: tuple[Outage, ...] = ()
     outage_status: int = 503
     hang: bool = False  # accept requests and never answer until the client goes away
@@ -141,12 +185,13 @@ class SimProfile:
     def __post_init__(self) -> None:
         if self.output_tokens < 1:
             raise ValueError("output_tokens: must be >= 1")
-        for name in ("stall_prob", "error_rate", "midstream_error_rate"):
+        for name in ("stall_prob", "error_rate", "midstream_error_rate", "midstream_stall_rate"):
             value = getattr(self, name)
             _check_finite(name, value)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: must be between 0 and 1")
         _check_non_negative("stall_ms", self.stall_ms)
+        _check_non_negative("midstream_stall_ms", self.midstream_stall_ms)
         _check_non_negative("retry_after_s", self.retry_after_s)
         for name in ("error_status", "outage_status"):
             if not 400 <= getattr(self, name) <= 599:
@@ -174,6 +219,10 @@ class SimProfile:
             "error_status": self.error_status,
             "retry_after_s": self.retry_after_s,
             "midstream_error_rate": self.midstream_error_rate,
+            "midstream_error_at": self.midstream_error_at.to_plain(),
+            "midstream_stall_rate": self.midstream_stall_rate,
+            "midstream_stall_ms": self.midstream_stall_ms,
+            "midstream_stall_at": self.midstream_stall_at.to_plain(),
             "outages": [[w.start_s, w.end_s] for w in self.outages],
             "outage_status": self.outage_status,
             "hang": self.hang,
@@ -232,11 +281,12 @@ def parse_latency(field: str, value: object) -> Latency:
             shorthand = _float_list(f"{field}.empirical", value["empirical"])
             return _checked(field, lambda: Latency.empirical(shorthand))
         kind = ("lognormal" if keys & {"median_ms", "sigma"} else
-                "empirical" if "samples_ms" in keys else "fixed" if "ms" in keys else None)
+                "empirical" if "samples_ms" in keys else "quantiles" if "quantiles_ms" in keys else
+                "fixed" if "ms" in keys else None)
         if kind is None:
-            raise ValueError(f"{field}: expected 'ms', 'median_ms' and 'sigma', or 'samples_ms'")
+            raise ValueError(f"{field}: expected 'ms', 'median_ms' and 'sigma', 'samples_ms' or 'quantiles_ms'")
     if kind not in _LATENCY_KEYS:
-        raise ValueError(f"{field}.kind: must be one of fixed, lognormal, empirical (got {kind!r})")
+        raise ValueError(f"{field}.kind: must be one of {_KINDS} (got {kind!r})")
     extra = sorted(keys - _LATENCY_KEYS[str(kind)])
     if extra:
         raise ValueError(f"{field}.{extra[0]}: not a field of a {kind} latency")
@@ -250,6 +300,9 @@ def parse_latency(field: str, value: object) -> Latency:
         median = _number(f"{field}.median_ms", value["median_ms"])
         sigma = _number(f"{field}.sigma", value["sigma"])
         return _checked(field, lambda: Latency.lognormal(median, sigma))
+    if kind == "quantiles":
+        table = _pair_list(f"{field}.quantiles_ms", value["quantiles_ms"])
+        return _checked(field, lambda: Latency.quantiles(table))
     listed = _float_list(f"{field}.samples_ms", value["samples_ms"])
     return _checked(field, lambda: Latency.empirical(listed))
 
@@ -324,6 +377,17 @@ def _float_list(field: str, value: object) -> list[float]:
     return [_number(f"{field}[{i}]", v) for i, v in enumerate(value)]
 
 
+def _pair_list(field: str, value: object) -> list[tuple[float, float]]:
+    if not isinstance(value, list):
+        raise ValueError(f"{field}: must be a list of [q, ms] pairs (got {_type_name(value)})")
+    pairs: list[tuple[float, float]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError(f"{field}[{i}]: must be a [q, ms] pair")
+        pairs.append((_number(f"{field}[{i}][0]", item[0]), _number(f"{field}[{i}][1]", item[1])))
+    return pairs
+
+
 def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -338,6 +402,10 @@ _PROFILE_FIELDS: dict[str, Callable[[str, object], object]] = {
     "error_status": _int,
     "retry_after_s": _number,
     "midstream_error_rate": _number,
+    "midstream_error_at": parse_fault_point,
+    "midstream_stall_rate": _number,
+    "midstream_stall_ms": _number,
+    "midstream_stall_at": parse_fault_point,
     "outages": _parse_outages,
     "outage_status": _int,
     "hang": _bool,

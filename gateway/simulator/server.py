@@ -1,7 +1,7 @@
 """A simulated LLM provider: one aiohttp server on 127.0.0.1 speaking both OpenAI and Anthropic wire formats.
 
-Routes: `POST /v1/chat/completions` and `POST /v1/embeddings` (OpenAI), `POST /v1/messages` and
-`POST /v1/messages/count_tokens` (Anthropic), `GET /v1/models` and `GET /v1/models/{id}` (shape by the
+Routes: `POST /v1/chat/completions`, `POST /v1/responses` and `POST /v1/embeddings` (OpenAI), `POST /v1/messages`
+and `POST /v1/messages/count_tokens` (Anthropic), `GET /v1/models` and `GET /v1/models/{id}` (shape by the
 `anthropic-version` header), and the control plane `GET /_sim/stats`, `GET /_sim/requests`, `POST /_sim/reset`,
 `GET|PUT /_sim/profile`. Behaviour comes from a `SimProfile`; randomness from one `random.Random(seed)`.
 
@@ -28,14 +28,17 @@ from gateway.simulator.billing import NO_BILLING, Billing, PromptCache, reasonin
 from gateway.simulator.chat import BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
 from gateway.simulator.control import add_uncounted_routes, same_key
 from gateway.simulator.embeddings import embeddings_body, parse_embeddings_request
+from gateway.simulator.midstream import FaultDraws, continue_prefill
 from gateway.simulator.openai_wire import OpenAIDialect
 from gateway.simulator.profile import SimProfile
+from gateway.simulator.responses_wire import ResponsesDialect
 from gateway.simulator.stats import SimStats
 
 HOST = "127.0.0.1"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _OPENAI = OpenAIDialect()
 _ANTHROPIC = AnthropicDialect()
+_RESPONSES = ResponsesDialect()
 # One counted route's own handling, after the shared door: (request, dialect, parsed body, profile, seq).
 _Serve = Callable[[web.Request, Dialect, Any, SimProfile, int], Awaitable[web.StreamResponse]]
 
@@ -48,6 +51,9 @@ class _Plan:
     units: int  # tokens to send (text tokens, structured-answer tokens, or tool-argument pieces)
     finish: Finish
     midstream_error: bool
+    error_after: int = 1  # tokens sent before the mid-stream error
+    stall_after: int | None = None  # tokens sent before a mid-stream stall of `stall_s`
+    stall_s: float = 0.0
 
 
 class SimulatedProvider:
@@ -62,6 +68,7 @@ class SimulatedProvider:
         self.seed = seed
         self.stats = SimStats()
         self._rng = random.Random(seed)
+        self._faults = FaultDraws(seed)  # where mid-stream faults fall: a random stream of its own
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -116,6 +123,7 @@ class SimulatedProvider:
         """Zero the counters, restart the outage clock and re-seed, so a run after a reset repeats exactly."""
         self.stats.reset()
         self._rng.seed(self.seed)
+        self._faults.reset()
         self._seq = 0
         self.prompt_cache.reset()
         self._epoch = asyncio.get_running_loop().time()
@@ -138,6 +146,7 @@ class SimulatedProvider:
         app.router.add_post("/v1/chat/completions", self._handle_openai)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_post("/v1/messages", self._handle_anthropic)
+        app.router.add_post("/v1/responses", self._handle_responses)
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         add_uncounted_routes(app, self)
         return app
@@ -149,6 +158,9 @@ class SimulatedProvider:
 
     async def _handle_anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._counted(request, "messages", _ANTHROPIC, self._serve_chat)
+
+    async def _handle_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._counted(request, "responses", _RESPONSES, self._serve_chat)
 
     async def _handle_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._counted(request, "embeddings", _OPENAI, self._serve_embeddings)
@@ -216,7 +228,8 @@ class SimulatedProvider:
     async def _serve_chat(self, request: web.Request, dialect: Dialect, body: Any, profile: SimProfile,
                           seq: int) -> web.StreamResponse:
         try:
-            chat = dialect.parse_request(body)
+            chat = continue_prefill(dialect.parse_request(body), body, anthropic=dialect is _ANTHROPIC,
+                                    output_tokens=profile.output_tokens)
         except BadRequest as exc:
             return await self._error(request, dialect, seq, profile, 400, exc.message, param=exc.param)
         fails, stalls, breaks_midstream = self._draw(profile)
@@ -278,7 +291,11 @@ class SimulatedProvider:
         finish = Finish.STOP
         if chat.max_tokens is not None and chat.max_tokens < units:
             units, finish = chat.max_tokens, Finish.LENGTH
-        return _Plan(first_ms / 1000, units, finish, breaks_midstream)
+        faults = self._faults
+        return _Plan(first_ms / 1000, units, finish, breaks_midstream,
+                     faults.error_after(profile.midstream_error_at, units) if breaks_midstream else 1,
+                     faults.stall_after(profile.midstream_stall_rate, profile.midstream_stall_at, units),
+                     profile.midstream_stall_ms / 1000)
 
     async def _stream(self, request: web.Request, encoder: StreamEncoder, headers: dict[str, str],
                       profile: SimProfile, plan: _Plan, chat: ChatRequest) -> web.StreamResponse:
@@ -305,7 +322,13 @@ class SimulatedProvider:
                         await asyncio.sleep(gap_ms / 1000)
                 out.append(encoder.stream_token(i) if tool is None else encoder.stream_tool_piece(tool[i]))
                 pending += 1
-                if i == 0 and plan.midstream_error:
+                if i + 1 == plan.stall_after:  # silence mid-answer, after what was generated so far is out
+                    await resp.write(b"".join(out))
+                    stats.tokens_sent += pending
+                    out.clear()
+                    pending = 0
+                    await asyncio.sleep(plan.stall_s)
+                if plan.midstream_error and i + 1 == plan.error_after:
                     status = _midstream_status(profile)
                     out.append(encoder.stream_error(status))
                     await resp.write(b"".join(out))

@@ -3,3 +3,7 @@
 
 class RedisUnavailable(Exception):
     """Redis cannot answer this call: use local state."""
+
+
+class HubUnavailable(Exception):
+    """The workers' hub cannot answer this call: use local state."""

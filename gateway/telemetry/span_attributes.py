@@ -33,8 +33,13 @@ def request_end(record: RequestSummary) -> Attrs:
         n.COST_USD: cost.total_usd,
         n.WASTED_COST_USD: record.wasted_cost_usd,
         n.HTTP_STATUS: record.status,
+        n.RESUMED: record.resumed,
     }
     _cost_parts(attrs, cost)
+    if record.resumed:
+        attrs[n.RESUMES] = record.resumes
+        if record.resumed_at_tokens is not None:
+            attrs[n.RESUMED_AT_TOKENS] = record.resumed_at_tokens
     attrs[n.LATENCY_MS] = record.latency_s * 1000
     if record.ttft_s is not None:
         attrs[n.TTFT_MS] = record.ttft_s * 1000

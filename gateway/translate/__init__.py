@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.translate import anthropic_via_openai, openai_via_anthropic, passthrough
+from gateway.translate import (
+    anthropic_via_openai,
+    openai_via_anthropic,
+    passthrough,
+    responses_via_anthropic,
+    responses_via_openai,
+)
 from gateway.wire import Json, SSEEvent, WireFormat
 
 
@@ -107,7 +113,7 @@ class _AnthropicToAnthropic:
         return passthrough.anthropic_request(body, model=model, default_max_tokens=default_max_tokens)
 
     def stream(self) -> StreamTranslator:
-        return passthrough.PASSTHROUGH
+        return passthrough.AnthropicPassthroughStream()  # ends the client's stream with exactly one message_stop
 
     def dropped_fields(self, body: Json) -> tuple[str, ...]:
         return ()
@@ -139,11 +145,60 @@ class _AnthropicViaOpenAI:
         return _unmapped(body, _ANTHROPIC_MAPPED_TO_OPENAI, _ANTHROPIC_PARTIAL)
 
 
+# What the Responses pairs carry over (the rest of a Responses body is left out, and listed on the span).
+_RESPONSES_MAPPED = frozenset({"model", "input", "instructions", "max_output_tokens", "parallel_tool_calls",
+                               "tool_choice", "tools", "text", "reasoning", "temperature", "top_p", "stream",
+                               "store", "previous_response_id", "metadata", "user"})
+
+
+class _ResponsesToResponses:
+    same_format = True
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return passthrough.responses_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return passthrough.PASSTHROUGH
+
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return ()
+
+
+class _ResponsesViaOpenAI:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return responses_via_openai.translate_request(body, model=model)
+
+    def stream(self) -> StreamTranslator:
+        return responses_via_openai.ChatChunksToResponses()
+
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return _unmapped(body, _RESPONSES_MAPPED, {})
+
+
+class _ResponsesViaAnthropic:
+    same_format = False
+
+    def request(self, body: Json, *, model: str, default_max_tokens: int) -> Json:
+        return responses_via_anthropic.translate_request(body, model=model, default_max_tokens=default_max_tokens)
+
+    def stream(self) -> StreamTranslator:
+        return responses_via_anthropic.AnthropicStreamToResponses()
+
+    def dropped_fields(self, body: Json) -> tuple[str, ...]:
+        return _unmapped(body, _RESPONSES_MAPPED, {})
+
+
 _PAIRS: dict[tuple[WireFormat, WireFormat], Translation] = {
     (WireFormat.OPENAI, WireFormat.OPENAI): _OpenAIToOpenAI(),
     (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): _AnthropicToAnthropic(),
     (WireFormat.OPENAI, WireFormat.ANTHROPIC): _OpenAIViaAnthropic(),
     (WireFormat.ANTHROPIC, WireFormat.OPENAI): _AnthropicViaOpenAI(),
+    # The Responses door: native to providers that speak it, else through chat completions or Messages.
+    (WireFormat.RESPONSES, WireFormat.RESPONSES): _ResponsesToResponses(),
+    (WireFormat.RESPONSES, WireFormat.OPENAI): _ResponsesViaOpenAI(),
+    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): _ResponsesViaAnthropic(),
 }
 
 

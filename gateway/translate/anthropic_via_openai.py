@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.formats import token_count
 from gateway.wire import Json, SSEEvent
 
 STOP_REASONS = {
@@ -277,7 +278,9 @@ class ChatChunksToAnthropicStream:
         if self._done:
             return []
         data = ev.data
-        if "error" in data:
+        # Truthy, as the engine reads it (formats.openai.inspect): some servers send `"error": null` in
+        # ordinary chunks, which must not end the client's stream with an error the engine never saw.
+        if data.get("error"):
             self._done = True
             error = data.get("error") or {}
             kind = error.get("type") if error.get("type") in _ANTHROPIC_ERROR_TYPES else "api_error"
@@ -292,8 +295,8 @@ class ChatChunksToAnthropicStream:
         for choice in data.get("choices") or ():
             if choice.get("index", 0) == 0:
                 self._choice(choice, out)
-        if data.get("usage"):
-            self._usage = data["usage"]
+        if (usage := data.get("usage")) and type(usage) is dict:
+            self._usage = usage
         if self._stop_reason is not None and self._usage is not None:
             self._end(out)
         return out
@@ -355,12 +358,14 @@ class ChatChunksToAnthropicStream:
     def _end(self, out: list[SSEEvent]) -> None:
         self._close_block(out)
         usage = self._usage or {}
-        # OpenAI's prompt_tokens includes cached tokens; Anthropic's input_tokens excludes cache reads.
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        prompt = usage.get("prompt_tokens") or 0
+        # OpenAI's prompt_tokens includes cached tokens; Anthropic's input_tokens excludes cache reads. Only
+        # real counts (see `token_count`): anything else is 0 here, as the engine treats it as missing.
+        details = usage.get("prompt_tokens_details")
+        cached = (token_count(details.get("cached_tokens")) if type(details) is dict else None) or 0
+        prompt = token_count(usage.get("prompt_tokens")) or 0
         out.append(_event({"type": "message_delta",
                            "delta": {"stop_reason": self._stop_reason or "end_turn", "stop_sequence": None},
-                           "usage": {"output_tokens": usage.get("completion_tokens") or 0,
+                           "usage": {"output_tokens": token_count(usage.get("completion_tokens")) or 0,
                                      "input_tokens": max(prompt - cached, 0),
                                      "cache_read_input_tokens": cached}}))
         out.append(_event({"type": "message_stop"}))

@@ -35,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, known_error_type
+from gateway.formats import token_count
 from gateway.wire import Json, SSEEvent
 
 _IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -349,8 +350,12 @@ class AnthropicStreamToChatChunks:
         if kind == "message_delta":
             return self._message_delta(data)
         if kind == "error":
-            error = data.get("error") or {}
-            return [SSEEvent({"error": {"message": error.get("message", ""), "type": error.get("type", ""),
+            # The engine ends the attempt on an error event before translating it; if one ever got through,
+            # its type is still a known word (it is free text from upstream).
+            error = data.get("error")
+            error = error if type(error) is dict else {}
+            return [SSEEvent({"error": {"message": error.get("message", ""),
+                                        "type": known_error_type(error.get("type")) or "api_error",
                                         "param": None, "code": None}})]
         return []  # ping, content_block_stop, message_stop, and event types added after this was written
 
@@ -367,17 +372,20 @@ class AnthropicStreamToChatChunks:
         self._id = "chatcmpl-" + str(message.get("id", ""))
         self._model = str(message.get("model", ""))
         self._created = int(self._clock())
-        self._take_input_usage(message.get("usage") or {})
+        self._take_input_usage(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
-    def _take_input_usage(self, usage: Json) -> None:
+    def _take_input_usage(self, usage: object) -> None:
         # message_start reports the prompt side; newer API versions repeat it (cumulative) on message_delta.
-        if usage.get("input_tokens") is not None:
-            self._input_tokens = usage["input_tokens"]
-        if usage.get("cache_read_input_tokens") is not None:
-            self._cache_read = usage["cache_read_input_tokens"]
-        if usage.get("cache_creation_input_tokens") is not None:
-            self._cache_creation = usage["cache_creation_input_tokens"]
+        # Only real counts (see `token_count`): anything else is as if missing, as the engine reads it.
+        if type(usage) is not dict:
+            return
+        if (count := token_count(usage.get("input_tokens"))) is not None:
+            self._input_tokens = count
+        if (count := token_count(usage.get("cache_read_input_tokens"))) is not None:
+            self._cache_read = count
+        if (count := token_count(usage.get("cache_creation_input_tokens"))) is not None:
+            self._cache_creation = count
 
     def _block_start(self, data: Json) -> list[SSEEvent]:
         block = data.get("content_block") or {}
@@ -415,11 +423,11 @@ class AnthropicStreamToChatChunks:
         stop_reason = (data.get("delta") or {}).get("stop_reason")
         if stop_reason is not None:
             out.append(self._chunk({}, FINISH_REASONS.get(stop_reason, "stop")))
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
         self._take_input_usage(usage)
         # OpenAI's prompt_tokens counts every input token; Anthropic splits off the cached ones.
         prompt = self._input_tokens + self._cache_read + self._cache_creation
-        completion = usage.get("output_tokens") or 0
+        completion = (token_count(usage.get("output_tokens")) if type(usage) is dict else None) or 0
         out.append(SSEEvent({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                              "model": self._model, "choices": [],
                              "usage": {"prompt_tokens": prompt, "completion_tokens": completion,

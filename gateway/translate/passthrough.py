@@ -28,6 +28,27 @@ def anthropic_request(body: Json, *, model: str, default_max_tokens: int) -> Jso
     return out
 
 
+def responses_request(body: Json, *, model: str) -> Json:
+    """A shallow copy of a Responses `body` for `model`, streaming, stored nowhere upstream.
+
+    The gateway keeps the conversation itself (the next turn may run on another provider), so the provider
+    gets `store: false`, the whole input (the door expanded `previous_response_id` into it), and no reasoning
+    item that only names one by id: without upstream storage there is nothing for the id to find."""
+    out = dict(body)
+    out["model"] = model
+    out["stream"] = True
+    out["store"] = False
+    out.pop("previous_response_id", None)
+    data = body.get("input")
+    if isinstance(data, list) and any(_stored_reasoning(item) for item in data):
+        out["input"] = [item for item in data if not _stored_reasoning(item)]
+    return out
+
+
+def _stored_reasoning(item: object) -> bool:
+    return isinstance(item, dict) and item.get("type") == "reasoning" and not item.get("encrypted_content")
+
+
 class PassthroughStream:
     """Returns each event as it came. Stateless, so one shared instance serves every stream."""
 
@@ -41,3 +62,32 @@ class PassthroughStream:
 
 
 PASSTHROUGH = PassthroughStream()
+
+
+_MESSAGE_STOP = "message_stop"
+
+
+class AnthropicPassthroughStream:
+    """Anthropic to Anthropic: each event as it came, except that the client's stream always ends with one
+    `message_stop` and nothing after it. A provider that ends its stream after `message_delta` (the stop
+    reason: a complete answer to the engine) without `message_stop` would otherwise leave the client's
+    stream with no end (the SDK waits for it); events after `message_stop` would follow the end.
+    One per stream (it keeps that one bit of state), unlike the shared `PASSTHROUGH`."""
+
+    __slots__ = ("_stopped",)
+
+    def __init__(self) -> None:
+        self._stopped = False
+
+    def feed(self, ev: SSEEvent) -> list[SSEEvent]:
+        if self._stopped:
+            return []
+        if ev.data.get("type") == _MESSAGE_STOP:
+            self._stopped = True
+        return [ev]
+
+    def finish(self) -> list[SSEEvent]:
+        if self._stopped:
+            return []
+        self._stopped = True
+        return [SSEEvent({"type": _MESSAGE_STOP}, _MESSAGE_STOP)]

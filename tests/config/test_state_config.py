@@ -41,10 +41,15 @@ def test_redis_with_every_key_and_the_url_from_the_environment() -> None:
     assert "pw" not in repr(state)
 
 
+def test_workers_share_their_state_unless_told_not_to() -> None:
+    assert StateConfig().share_workers
+    assert not parse_config(with_state({"share_workers": False}), {}).state.share_workers
+
+
 @pytest.mark.parametrize(("state", "expected"), [
     ({"backend": "memcached"}, "state.backend: must be memory or redis, got 'memcached'"),
     ({"backend": "redis", "urll": "redis://x"}, "state.urll: unknown key (expected one of: backend, url, "
-                                                "key_prefix, timeout_ms)"),
+                                                "key_prefix, timeout_ms, share_workers)"),
     ({"backend": "redis", "timeout_ms": 0}, "state.timeout_ms: must be >= 1, got 0"),
     ({"backend": "redis", "url": "http://:secret@host"}, "state.url: must be a redis://, rediss:// or unix:// URL"),
     ("redis", "state: must be a mapping, got str"),

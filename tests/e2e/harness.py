@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,7 +16,9 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.logs import RequestLog
 from gateway.server import Gateway, build_app
+from gateway.server.connections import GatewayRunner
 from gateway.telemetry import Telemetry
+from tests.polling import NotYet, eventually
 
 GATEWAY_KEY = "gw-test-key-1234"
 
@@ -25,19 +26,15 @@ GATEWAY_KEY = "gw-test-key-1234"
 class Collect(Hooks):
     def __init__(self) -> None:
         self.records: list[RequestSummary] = []
-        self._changed = asyncio.Event()
 
     def request_finished(self, record: RequestSummary) -> None:
         self.records.append(record)
-        self._changed.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[RequestSummary]:  # noqa: ASYNC109
         """Until `count` requests have finished (a record is reported after the answer's last byte, so a client
         holding its answer may be a moment ahead of it); the records so far."""
-        async with asyncio.timeout(timeout):
-            while len(self.records) < count:
-                self._changed.clear()
-                await self._changed.wait()
+        await eventually(lambda: len(self.records) >= count or NotYet(len(self.records)), timeout_s=timeout,
+                         what=f"{count} finished requests")
         return self.records
 
 
@@ -62,6 +59,7 @@ class Running(SdkClients):
     # really called (e.g. the paths a CLI probes at startup), which the request hooks only see for chat calls.
     seen: list[tuple[str, str, int]] = field(default_factory=list)
     telemetry: Telemetry | None = None  # when `running` was given one: GET /metrics serves it
+    runner: web.AppRunner | None = None  # for tests that look at the server's open connections
 
 
 class Upstream(Protocol):
@@ -111,12 +109,12 @@ async def running(config: GatewayConfig, *, telemetry: Telemetry | None = None,
 
     app = build_app(gateway)
     app.on_response_prepare.append(record)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = GatewayRunner(app, config.server, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen, telemetry)
+        yield Running(f"http://127.0.0.1:{port}", gateway, collect, seen, telemetry, runner)
     finally:
         await runner.cleanup()

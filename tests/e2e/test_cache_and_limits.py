@@ -12,8 +12,11 @@ import openai
 import orjson
 import pytest
 
+from gateway.policies.cache import cache_key
 from gateway.simulator import SimulatedProvider, parse_profile
+from gateway.wire import WireFormat
 from tests.e2e.harness import GATEWAY_KEY, Running, config_for, running
+from tests.polling import eventually, eventually_equal
 
 MESSAGES: Any = [{"role": "user", "content": "What is two plus two?"}]
 
@@ -106,14 +109,15 @@ async def test_identical_concurrent_requests_share_one_flight(gw: Running) -> No
 
 async def test_a_caller_leaving_does_not_cancel_the_flight_for_the_others(gw: Running) -> None:
     sim: SimulatedProvider = gw.sim  # type: ignore[attr-defined]
-    body = orjson.dumps({"model": "cached", "temperature": 0, "messages": MESSAGES})
+    request = {"model": "cached", "temperature": 0, "messages": MESSAGES}
+    body = orjson.dumps(request)
+    coalescer = gw.gateway.coalescer
+    key = cache_key(WireFormat.OPENAI, "cached", request, GATEWAY_KEY, gw.gateway.config.models["cached"].cache)
     leaver = asyncio.create_task(post(gw, body))
-    for _ in range(100):
-        if sim.stats.in_flight:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: sim.stats.in_flight, timeout_s=5, what="the flight to reach the provider")
+    assert coalescer.waiters(key) == 1
     stayer = asyncio.create_task(post(gw, body))
-    await asyncio.sleep(0.05)
+    await eventually_equal(lambda: coalescer.waiters(key), 2, timeout_s=5, what="the second caller to join the flight")
     leaver.cancel()
     status, _, answer = await stayer
     assert status == 200 and answer["choices"][0]["message"]["content"]

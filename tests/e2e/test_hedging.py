@@ -14,6 +14,7 @@ from gateway.engine.attempt import Launch, Outcome
 from gateway.policies.breaker import BreakerState
 from gateway.simulator import SimulatedProvider, parse_profile
 from tests.e2e.harness import Running, config_for, running
+from tests.polling import NotYet, eventually, eventually_equal
 
 MESSAGES: Any = [{"role": "user", "content": "Hello there"}]
 
@@ -159,11 +160,8 @@ async def test_many_concurrent_hedged_requests_leave_nothing_in_flight(make: Any
     assert len(records) == 200 and all(r.status == 200 for r in records)
     assert all(a.outcome is not None for r in records for a in r.attempts)
     # No attempt or request task outlives its request (idle keep-alive connection handlers may remain).
-    for _ in range(100):
-        if not _request_tasks():
-            break
-        await asyncio.sleep(0.05)
-    assert _request_tasks() == []
+    await eventually(lambda: not (left := _request_tasks()) or NotYet(left), timeout_s=5, interval_s=0.05,
+                     what="every attempt and request task to end")
 
 
 def _request_tasks() -> list[str]:
@@ -183,7 +181,9 @@ async def test_breaker_opens_stops_traffic_probes_and_closes(make: Any) -> None:
     assert p.a.stats.received == 3 and p.b.stats.received == 6
     assert p.r.collect.records[-1].attempts[0].skip_reason == "breaker_open"
     p.a.profile = parse_profile({"ttft": 0})  # a recovers
-    await asyncio.sleep(breaker.retry_in_s() + 0.05)
+    # reset_s (0.5 s) after the opening, reading the state half-opens it (as the next request would).
+    await eventually_equal(lambda: breaker.state, BreakerState.HALF_OPEN, timeout_s=5,
+                           what="the breaker's reset timeout")
     await ask(p)  # the probe
     assert p.a.stats.received == 4 and breaker.state is BreakerState.CLOSED
     await ask(p)
@@ -213,22 +213,15 @@ async def test_every_attempt_failing_gives_one_clear_error(make: Any) -> None:
 async def test_client_disconnect_cancels_every_attempt(make: Any, stream: bool) -> None:
     p = await make({"ttft": 10_000}, {"ttft": 10_000}, {"delay_ms": 50, "budget_percent": 100})
     task = asyncio.create_task(ask(p, stream))
-    for _ in range(200):  # until both attempts have reached their providers
-        if p.a.stats.in_flight and p.b.stats.in_flight:
-            break
-        await asyncio.sleep(0.02)
-    assert p.a.stats.in_flight == 1 and p.b.stats.in_flight == 1
+    await eventually_equal(lambda: (p.a.stats.in_flight, p.b.stats.in_flight), (1, 1), timeout_s=5,
+                           what="both attempts to reach their providers")
     task.cancel()  # the SDK closes its connection to the gateway
     with pytest.raises(asyncio.CancelledError):
         await task
     await p.a.wait_idle()
     await p.b.wait_idle()
     assert p.a.stats.disconnected == 1 and p.b.stats.disconnected == 1
-    for _ in range(100):
-        if p.r.collect.records:
-            break
-        await asyncio.sleep(0.02)
-    record = p.r.collect.records[-1]
+    [record] = await eventually(lambda: p.r.collect.records, timeout_s=5, what="the request record")
     assert record.status == 499 and all(a.outcome is Outcome.CANCELLED for a in record.attempts)
 
 

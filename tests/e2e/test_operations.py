@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from gateway.simulator import SimulatedProvider, parse_profile
+from tests.polling import eventually, eventually_equal
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
@@ -59,15 +60,15 @@ async def start(tmp_path: Path) -> AsyncIterator[Any]:
             "--log-format", "json", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         procs.append(proc)
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):  # up to 30 s on a loaded machine
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                        if resp.status == 200:
-                            return Proc(proc, port)
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError("gateway did not start")
+            async def healthy() -> bool:
+                assert proc.returncode is None, f"gateway exited with {proc.returncode}"
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    return resp.status == 200
+
+            # Up to 30 s on a loaded machine; refused connections until it listens.
+            await eventually(healthy, timeout_s=30, interval_s=0.1, what=f"the gateway on port {port} to start",
+                             ignoring=(aiohttp.ClientError,))
+        return Proc(proc, port)
 
     yield launch
     for proc in procs:
@@ -83,10 +84,7 @@ async def test_sigterm_drains_running_requests_then_exits_zero(start: Any, tmp_p
         gw = await start(tmp_path / "g.yaml", port)
         async with aiohttp.ClientSession() as http:
             running = asyncio.create_task(gw.post(http))
-            for _ in range(200):
-                if sim.stats.in_flight:
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: sim.stats.in_flight, timeout_s=10, what="the request to reach the provider")
             gw.proc.send_signal(signal.SIGTERM)
             status, body = await running  # finished, not cut, although the server was stopping
             assert status == 200 and body["choices"][0]["message"]["content"]
@@ -104,11 +102,11 @@ async def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(start: Any, tmp
         assert (await gw.post(http, "second"))[0] == 404
         write_config(config, sim, port, aliases=("chat", "second"))
         gw.proc.send_signal(signal.SIGHUP)
-        for _ in range(100):
-            if (await gw.post(http, "second"))[0] == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert (await gw.post(http, "second"))[0] == 200
+
+        async def second_status() -> int:
+            return (await gw.post(http, "second"))[0]
+
+        await eventually_equal(second_status, 200, timeout_s=10, interval_s=0.1, what="the reloaded alias's status")
         config.write_text("providers: {}\n")  # invalid: rejected, the previous config keeps serving
         async with http.post(f"{gw.url}/admin/reload", headers={"authorization": "Bearer admin-secret"}) as resp:
             assert resp.status == 400
@@ -127,9 +125,9 @@ async def test_two_workers_share_one_port(start: Any, tmp_path: Path) -> None:
         gw = await start(tmp_path / "g.yaml", port, workers=2)
         results = await asyncio.gather(*(gw.post(http) for _ in range(40)))
         assert all(status == 200 for status, _ in results)
-        pgrep = await asyncio.create_subprocess_exec("pgrep", "-P", str(gw.proc.pid),
+        pgrep = await asyncio.create_subprocess_exec("pgrep", "-P", str(gw.proc.pid), "-f", "gateway serve",
                                                      stdout=asyncio.subprocess.PIPE)
         children = (await pgrep.communicate())[0].split()
-        assert len(children) == 2
+        assert len(children) == 2  # the workers (the supervisor's third child is their state hub)
         gw.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(gw.proc.wait(), 30) == 0

@@ -47,6 +47,7 @@ from tests.e2e.rogue_upstream import (
     respond,
     stream_then,
 )
+from tests.polling import eventually, eventually_equal
 
 SECRET = "sk-rogue-SECRET-7f3a9c2e5b1d"  # the rogue providers' key: must never reach a client
 SECRET_AN = "sk-ant-rogue-SECRET-4c8e1a9f"
@@ -98,15 +99,6 @@ async def env() -> AsyncIterator[Env]:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
-    """Poll a condition the gateway makes true on its own; fail (never hang) after a generous bound."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
 
 def assert_clear(message: str, provider: str, *causes: str) -> None:
     """The message names the faulty provider and the cause, and holds no provider key."""
@@ -193,7 +185,8 @@ async def assert_fallback_won(env: Env, alias: str, provider: str, *, stream: bo
     text, winner = await ask(env, alias, stream=stream)
     assert (text, winner) == (BACKUP_TEXT, "backup")
     assert env.backup.stats.completed == before + 1
-    await wait_until(lambda: len(records) > n, "the request record")  # written once the response is sent
+    # The record is written once the response is sent: the client may have its answer before.
+    await eventually(lambda: len(records) > n, timeout_s=5, what="the request record")
     first, second = records[n].attempts
     assert (first.provider, first.outcome) == (provider, Outcome.FAILED)
     assert first.error is not None and SECRET not in first.error.message
@@ -273,8 +266,10 @@ async def test_stream_cut_after_the_first_token_ends_the_client_stream_with_an_e
                     seen_token.set()
     assert "".join(received) == "Hello"  # the first token was the commit point: the stream is the rogue's
     assert_clear(info.value.message, "rogue", "stream broken")
-    assert env.backup.stats.received == 0  # no silent switch after the commit
-    await wait_until(lambda: env.failures("rogue") == 1, "the breaker failure")
+    # No silent switch after the commit: once the request is over (its record written), the backup was never asked.
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
+    assert env.backup.stats.received == 0
+    await eventually_equal(lambda: env.failures("rogue"), 1, timeout_s=5, what="the breaker failure")
     await assert_recovers(env)
 
 
@@ -292,8 +287,9 @@ async def test_stream_cut_after_the_first_token_anthropic_door_and_wire(env: Env
     body: Any = info.value.body
     assert body["type"] == "error" and body["error"]["type"] == "api_error"
     assert_clear(body["error"]["message"], "rogue-an", "stream broken")
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
     assert env.backup.stats.received == 0
-    await wait_until(lambda: env.failures("rogue-an") == 1, "the breaker failure")
+    await eventually_equal(lambda: env.failures("rogue-an"), 1, timeout_s=5, what="the breaker failure")
     await assert_recovers(env, "rogue-an")
 
 
@@ -322,7 +318,7 @@ async def test_stall_between_tokens_after_the_first_token_ends_the_stream_after_
     # The provider's timeout_s (its clock started when the gateway read the token, a little before ours),
     # not the alias's 10 s.
     assert TIMEOUT_S / 2 <= waited < 5.0
-    await wait_until(lambda: env.oa.peer_closed == 1, "the stalled connection to be closed")
+    await eventually_equal(lambda: env.oa.peer_closed, 1, timeout_s=5, what="the stalled connection to be closed")
     assert env.failures("rogue") == 1
     await assert_recovers(env)
 
@@ -337,7 +333,7 @@ async def test_stall_before_the_answer_is_committed_falls_back_after_timeout_s(e
     first, second = env.r.collect.records[0].attempts
     assert first.error is not None and first.error.error_type == "timeout"
     assert second.started - first.started >= TIMEOUT_S * 0.8  # launched by the timeout, not before
-    await wait_until(lambda: env.oa.peer_closed == 1, "the stalled connection to be closed")
+    await eventually_equal(lambda: env.oa.peer_closed, 1, timeout_s=5, what="the stalled connection to be closed")
     exc = await openai_fails(env, "solo", stream=stream)
     assert exc.status_code == 504 and exc.response.json()["error"]["type"] == "timeout_error"
     assert_clear(openai_message(exc), "rogue", f"{TIMEOUT_S:g} s")
@@ -351,7 +347,7 @@ async def test_provider_that_accepts_and_never_answers_times_out_and_falls_back(
     started = time.monotonic()
     await assert_fallback_won(env, "hedged", "rogue", stream=True)
     assert TIMEOUT_S <= time.monotonic() - started < 5.0
-    await wait_until(lambda: env.oa.peer_closed == 1, "the silent connection to be closed")
+    await eventually_equal(lambda: env.oa.peer_closed, 1, timeout_s=5, what="the silent connection to be closed")
     exc = await anthropic_fails(env, "solo", stream=False)
     assert exc.status_code == 504 and exc.response.json()["error"]["type"] == "timeout_error"
     assert_clear(anthropic_message(exc), "rogue", f"no answer within {TIMEOUT_S:g} s")
@@ -383,8 +379,10 @@ async def test_malformed_json_after_the_first_token_ends_the_stream_with_an_erro
             async for _ in chunks:
                 pass
     assert_clear(info.value.message, "rogue", "malformed JSON")
+    await eventually_equal(lambda: len(env.r.collect.records), 1, timeout_s=5, what="the request record")
     assert env.backup.stats.received == 0
-    await wait_until(lambda: env.oa.peer_closed == 1, "the broken stream's connection to be closed")
+    await eventually_equal(lambda: env.oa.peer_closed, 1,
+                           timeout_s=5, what="the broken stream's connection to be closed")
     assert env.failures("rogue") == 1
     await assert_recovers(env)
 
@@ -412,7 +410,7 @@ async def test_valid_json_of_the_wrong_shape_is_a_provider_fault_not_a_crash(env
             async for _ in chunks:
                 pass
     assert_clear(info.value.message, "rogue")
-    await wait_until(lambda: env.failures("rogue") == 4, "four breaker failures")
+    await eventually_equal(lambda: env.failures("rogue"), 4, timeout_s=5, what="four breaker failures")
     await assert_recovers(env)
 
 
@@ -574,5 +572,5 @@ async def test_every_fault_at_once_leaves_nothing_behind(env: Env) -> None:
     assert results == [(BACKUP_TEXT, "backup")] * 24
     assert env.failures("rogue") == 24
     await env.backup.wait_idle()
-    await wait_until(lambda: len(env.r.collect.records) == 24, "every request record")
+    await eventually_equal(lambda: len(env.r.collect.records), 24, timeout_s=5, what="every request record")
     await assert_recovers(env)

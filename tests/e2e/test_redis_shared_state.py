@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from gateway.simulator import SimulatedProvider, parse_profile
+from tests.polling import eventually, eventually_equal
 from tests.redis_server import RedisServer, free_port, running_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +62,9 @@ class Cluster:
     http: aiohttp.ClientSession
 
     async def wait_connected(self, timeout_s: float = 20.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
         for replica in (self.a, self.b):
-            while await replica.redis_state(self.http) != "connected":
-                assert loop.time() < deadline, f"{replica.url} did not connect to redis within {timeout_s} s"
-                await asyncio.sleep(0.05)
+            await eventually_equal(lambda r=replica: r.redis_state(self.http), "connected", timeout_s=timeout_s,
+                                   interval_s=0.05, what=f"{replica.url} to connect to redis")
 
 
 def write_config(path: Path, port: int, redis_url: str, steady: SimulatedProvider, flaky: SimulatedProvider,
@@ -98,19 +96,16 @@ async def launch(config: Path, port: int, log: Path) -> Replica:
             sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "1",
             "--log-format", "json", cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT)
     replica = Replica(proc, f"http://127.0.0.1:{port}", log)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30  # imports are slow on a loaded machine
     async with aiohttp.ClientSession() as http:
-        while loop.time() < deadline:
+        async def healthy() -> bool:
             assert proc.returncode is None, f"gateway exited: {replica.log_tail()}"
-            try:
-                async with http.get(f"{replica.url}/healthz") as resp:
-                    if resp.status == 200:
-                        return replica
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("gateway did not start")
+            async with http.get(f"{replica.url}/healthz") as resp:
+                return resp.status == 200
+
+        # Imports are slow on a loaded machine; refused connections until it listens.
+        await eventually(healthy, timeout_s=30, interval_s=0.1, what=f"the gateway at {replica.url} to start",
+                         ignoring=(aiohttp.ClientError,))
+    return replica
 
 
 @pytest.fixture
@@ -162,16 +157,15 @@ async def test_a_breaker_opened_through_one_replica_keeps_the_other_off_the_prov
     await cluster.a.post(http, "fragile")
     assert flaky.stats.received == 3  # A skips it now
 
-    loop = asyncio.get_running_loop()
-    opened = loop.time()
-    while True:  # B learns within about a second (it polls every 0.5 s); until then its requests reach flaky
+    async def b_skips_flaky() -> bool:
         before = flaky.stats.received
         status, headers, _ = await cluster.b.post(http, "fragile")
         assert status == 200 and headers["x-gateway-provider"] == "steady"
-        if flaky.stats.received == before:
-            break
-        assert loop.time() - opened < 5.0, "replica B kept sending to the provider whose breaker A opened"
-        await asyncio.sleep(0.05)
+        return flaky.stats.received == before
+
+    # B learns within about a second (it polls every 0.5 s); until then its requests reach flaky.
+    await eventually(b_skips_flaky, timeout_s=5, interval_s=0.05,
+                     what="replica B to stop sending to the provider whose breaker A opened")
     before = flaky.stats.received
     for _ in range(5):
         status, headers, _ = await cluster.b.post(http, "fragile")

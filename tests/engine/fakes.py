@@ -53,8 +53,8 @@ class FakeProvider:
     def stream(self, request: UpstreamRequest) -> AsyncGenerator[list[SSEEvent], None]:
         return self._run(request.body)
 
-    async def reserve(self) -> Callable[[], None]:
-        return _nothing
+    async def reserve(self) -> tuple[Callable[[], None], float]:
+        return _nothing, 0.0
 
     async def call(self, request: UpstreamRequest) -> Json:
         """Embeddings, after the plan's time to first token."""

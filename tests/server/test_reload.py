@@ -17,6 +17,7 @@ from gateway.server import Gateway, build_app
 from gateway.server.app import reload_config
 from gateway.server.gateway import GATEWAY
 from gateway.simulator import SimulatedProvider, parse_profile
+from tests.polling import NotYet, eventually
 
 
 def config_text(a: SimulatedProvider, b: SimulatedProvider, primary: str, b_timeout: float = 20) -> str:
@@ -49,10 +50,8 @@ async def test_reload_swaps_config_but_not_for_running_requests(tmp_path: Path) 
                         return resp.status, resp.headers.get("x-gateway-provider")
 
                 running = asyncio.create_task(post())
-                for _ in range(200):
-                    if a.stats.in_flight:
-                        break
-                    await asyncio.sleep(0.01)
+                # It must be running on the old config before the reload, or the test proves nothing.
+                await eventually(lambda: a.stats.in_flight, timeout_s=5, what="the first request to reach provider a")
                 path.write_text(config_text(a, b, "b", b_timeout=5))  # b changed, a did not
                 assert await reload_config(app) is None
                 assert await post() == (200, "b")  # new requests: the new config
@@ -61,11 +60,9 @@ async def test_reload_swaps_config_but_not_for_running_requests(tmp_path: Path) 
                 assert new is not old
                 assert new.runtime.breakers["a"] is breaker_a  # unchanged provider: state carried over
                 assert new.runtime.providers["b"] is not provider_b  # changed provider: fresh
-                for _ in range(100):  # the old gateway closes its dropped connections once idle
-                    if provider_b._session is None:
-                        break
-                    await asyncio.sleep(0.02)
-                assert provider_b._session is None
+                # The old gateway closes its dropped provider's connections once its last request is done.
+                await eventually(lambda: provider_b._session is None or NotYet(provider_b._session), timeout_s=5,
+                                 what="the replaced provider b to close its session")
                 assert new.runtime.providers["a"]._session is not None  # still in use: not closed
                 path.write_text("models: [\n")
                 assert "not valid YAML" in (await reload_config(app) or "")

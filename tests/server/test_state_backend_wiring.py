@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,7 +11,8 @@ import redis.asyncio as aioredis
 from gateway.config import parse_config
 from gateway.server.gateway import Gateway, GatewayHolder
 from gateway.state.limiter import LocalLimiter
-from tests.redis_server import running_redis
+from tests.polling import eventually, eventually_equal
+from tests.redis_server import running_redis, ttl_once_set
 
 
 def config(state: dict[str, Any] | None = None, aliases: tuple[str, ...] = ("chat",)) -> Any:
@@ -38,11 +38,8 @@ async def test_redis_backend_survives_a_reload_and_publishes_the_new_configs_bre
         state = {"backend": "redis", "url": server.url, "key_prefix": "w:"}
         first = Gateway(config(state))
         holder = GatewayHolder(first)
-        for _ in range(200):
-            if first.state_backend.health()["redis"] == "connected":
-                break
-            await asyncio.sleep(0.05)
-        assert first.state_backend.health() == {"backend": "redis", "redis": "connected"}
+        await eventually_equal(first.state_backend.health, {"backend": "redis", "redis": "connected"}, timeout_s=10,
+                               interval_s=0.05, what="the state backend's health")
         with caplog.at_level(logging.WARNING, "gateway.server"):
             second = first.successor(config({**state, "key_prefix": "other:"}, aliases=("chat", "new")))
         assert second.state_backend is first.state_backend
@@ -54,11 +51,10 @@ async def test_redis_backend_survives_a_reload_and_publishes_the_new_configs_bre
         permit.failure()  # fail_max 1: open
         client = aioredis.from_url(server.url)
         try:
-            for _ in range(100):
-                if await client.pttl("w:breaker:p") > 0:  # the prefix in use: the first one
-                    break
-                await asyncio.sleep(0.01)
-            assert 0 < await client.pttl("w:breaker:p") <= 30_000
+            # Published in the background, under the prefix in use: the first one.
+            ttl_ms = await eventually(lambda: ttl_once_set(client, "w:breaker:p"), timeout_s=5,
+                                      what="the opening to be published as w:breaker:p")
+            assert ttl_ms <= 30_000
         finally:
             await client.aclose()
         await holder.aclose()

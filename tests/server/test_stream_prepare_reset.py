@@ -18,6 +18,8 @@ from gateway.policies.breaker import BreakerState
 from gateway.server import Gateway, build_app
 from gateway.server.gateway import GATEWAY
 from gateway.simulator import SimulatedProvider
+from tests.e2e.harness import Collect
+from tests.polling import eventually_equal
 
 BODY = orjson.dumps({"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
 
@@ -29,7 +31,8 @@ async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch
                                                    "breaker": {"fail_max": 1, "reset_timeout_s": 0.05}}},
                                "models": {"chat": {"targets": [{"provider": "p", "model": "m"}], "hedge": "off"}},
                                "telemetry": {"traces_file": ""}}, {})
-        app = build_app(Gateway(config))
+        collect = Collect()
+        app = build_app(Gateway(config, hooks=collect))
         runner = web.AppRunner(app, handler_cancellation=True)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -37,11 +40,17 @@ async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch
         gw = app[GATEWAY].current
         original = web.StreamResponse.prepare
         fail_next = {"n": 0}
+        gone: list[web.BaseRequest] = []  # the requests whose client left just before the headers
 
         async def prepare(self: web.StreamResponse, request: web.BaseRequest) -> Any:
             # Only the gateway's streamed answers (not the simulator's): the client left just before the headers.
+            # aiohttp prepares an unprepared response the handler returns once more: that second call (the client
+            # is still gone) fails too, but does not count as another request's failure.
+            if any(request is r for r in gone):
+                raise ClientConnectionResetError("Cannot write to closing transport")
             if fail_next["n"] and request.app is app and not isinstance(self, web.Response):
                 fail_next["n"] -= 1
+                gone.append(request)
                 raise ClientConnectionResetError("Cannot write to closing transport")
             return await original(self, request)
 
@@ -57,21 +66,24 @@ async def test_headers_never_sent_still_frees_the_slot_and_the_probe(monkeypatch
                 for _ in range(2):
                     with contextlib.suppress(aiohttp.ClientError):
                         await post()
+                # The client saw its connection close; the gateway may still be unwinding: once both requests
+                # are recorded as finished, nothing of theirs may hold a slot.
+                await eventually_equal(lambda: len(collect.records), 2, timeout_s=5, what="both requests to finish")
+                assert [(r.status, r.error_type) for r in collect.records] == [(499, "client_disconnected")] * 2
                 bulkhead = gw.runtime.bulkheads["p"]
-                for _ in range(100):
-                    if bulkhead.in_use == 0:
-                        break
-                    await asyncio.sleep(0.02)
                 assert bulkhead.in_use == 0
                 assert await asyncio.wait_for(post(), 10) == 200  # a slot is free
 
                 breaker = gw.runtime.breakers["p"]  # a half-open probe that wins and meets a gone client
                 breaker.force_open(0.05)
-                await asyncio.sleep(0.1)
+                await eventually_equal(lambda: breaker.state, BreakerState.HALF_OPEN, timeout_s=5,
+                                       what="the forced opening to end")
                 fail_next["n"] = 1
                 with contextlib.suppress(aiohttp.ClientError):
                     await post()
-                await asyncio.sleep(0.1)
+                await eventually_equal(lambda: len(collect.records), 4, timeout_s=5, what="the probe to finish")
+                probe = collect.records[-1]
+                assert (probe.status, probe.winner and probe.winner.provider) == (499, "p")  # won, then the client left
                 assert await asyncio.wait_for(post(), 10) == 200  # the probe slot was freed: not stuck half-open
                 assert breaker.state is BreakerState.CLOSED
         finally:

@@ -15,6 +15,7 @@ import pytest
 from anthropic.types import MessageParam
 
 from gateway.simulator import Latency, Outage, SimProfile, SimulatedProvider
+from tests.polling import eventually_equal
 
 CONVERSATION: list[MessageParam] = [
     {"role": "user", "content": "What is the capital of France?"},
@@ -24,14 +25,6 @@ CONVERSATION: list[MessageParam] = [
 SYSTEM = "Answer in one word."
 # 19 + 30 + 6 + 13 characters = 68 -> 17 tokens, as the simulator counts (characters // 4).
 CONVERSATION_TOKENS = 17
-
-
-async def _until(condition: Any, limit_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 # ---- count_tokens ------------------------------------------------------------------------------------------
@@ -158,7 +151,7 @@ async def test_a_hedged_embeddings_race_cancels_the_slow_one(oai: openai.AsyncOp
     async with SimulatedProvider(SimProfile(ttft=Latency.fixed(30_000)), name="slow") as slow, \
             openai.AsyncOpenAI(base_url=slow.base_url + "/v1", api_key="k", max_retries=0) as slow_client:
         slow_task = asyncio.create_task(slow_client.embeddings.create(model="e", input="race"))
-        await _until(lambda: slow.stats.in_flight == 1)
+        await eventually_equal(lambda: slow.stats.in_flight, 1, timeout_s=10, what="the request to reach the handler")
         fast = await oai.embeddings.create(model="e", input="race", encoding_format="float")
         assert not slow_task.done()
         slow_task.cancel()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -14,17 +13,10 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.simulator import Latency, Outage, SimProfile, SimulatedProvider, key_fingerprint
+from tests.polling import eventually_equal
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 SLOW_STREAM = SimProfile(per_token=Latency.fixed(200), output_tokens=100)  # 20 s if nobody cancels
-
-
-async def _until(condition: Callable[[], bool], limit_s: float = 10.0) -> None:
-    """Poll a server-side condition (the request reached the handler) with a generous deadline."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 async def _post_openai(http: aiohttp.ClientSession, sim: SimulatedProvider, **extra: Any) -> int:
@@ -136,7 +128,7 @@ async def test_cancelled_whole_body_request_counts_as_disconnected(sim: Simulate
                                                                   oai: openai.AsyncOpenAI) -> None:
     sim.profile = SimProfile(ttft=Latency.fixed(30_000))
     task = asyncio.create_task(oai.chat.completions.create(model="m", messages=MESSAGES))
-    await _until(lambda: sim.stats.received == 1)
+    await eventually_equal(lambda: sim.stats.received, 1, timeout_s=10, what="the request to reach the handler")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -158,7 +150,7 @@ async def test_wait_idle_times_out_while_a_request_hangs(sim: SimulatedProvider)
     sim.profile = SimProfile(hang=True)
     async with aiohttp.ClientSession() as http:
         request = asyncio.create_task(_post_openai(http, sim))
-        await _until(lambda: sim.stats.in_flight == 1)
+        await eventually_equal(lambda: sim.stats.in_flight, 1, timeout_s=10, what="the request to reach the handler")
         with pytest.raises(TimeoutError, match="still in flight"):
             await sim.wait_idle(timeout=0.05)
         request.cancel()
@@ -235,7 +227,7 @@ async def test_reset_keeps_the_in_flight_gauge(sim: SimulatedProvider) -> None:
     sim.profile = SimProfile(hang=True)
     async with aiohttp.ClientSession() as http:
         request = asyncio.create_task(_post_openai(http, sim))
-        await _until(lambda: sim.stats.in_flight == 1)
+        await eventually_equal(lambda: sim.stats.in_flight, 1, timeout_s=10, what="the request to reach the handler")
         sim.reset()
         assert sim.stats.in_flight == 1 and sim.stats.received == 0
         request.cancel()
@@ -250,7 +242,7 @@ async def test_stop_ends_hanging_requests_quickly() -> None:
     await sim.start()
     async with aiohttp.ClientSession() as http:
         request = asyncio.create_task(_post_openai(http, sim))
-        await _until(lambda: sim.stats.in_flight == 1)
+        await eventually_equal(lambda: sim.stats.in_flight, 1, timeout_s=10, what="the request to reach the handler")
         await asyncio.wait_for(sim.stop(), 10)
         with pytest.raises(aiohttp.ClientError):
             await request

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +10,8 @@ import redis.asyncio as aioredis
 from gateway.policies.breaker import BreakerOptions, BreakerState, CircuitBreaker
 from gateway.state.breakers import BreakerSync
 from gateway.state.link import RedisLink
-from tests.redis_server import RedisServer, running_redis
+from tests.polling import eventually, eventually_equal
+from tests.redis_server import RedisServer, running_redis, ttl_once_set
 
 OPTIONS = BreakerOptions(fail_max=2, reset_timeout_s=30.0)
 
@@ -30,11 +30,7 @@ class Replica:
 
     async def start(self) -> None:
         self.link.start()
-        for _ in range(200):
-            if self.link.up:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("not connected")
+        await eventually(lambda: self.link.up, timeout_s=10, interval_s=0.05, what="the link to connect")
 
     def fail(self, name: str, times: int) -> None:
         for _ in range(times):
@@ -60,15 +56,20 @@ async def replicas() -> AsyncIterator[tuple[Replica, Replica, RedisServer]]:
             await second.aclose()
 
 
-async def published_ttl_ms(server: RedisServer, provider: str, wait: bool = True) -> int:
+async def published_ttl_ms(server: RedisServer, provider: str) -> int:
+    """The TTL of the provider's published opening; the publication is a background task: bounded wait for it."""
     client = aioredis.from_url(server.url)
     try:
-        for _ in range(100 if wait else 1):  # the publication is a background task: bounded wait for it
-            ttl = int(await client.pttl(f"t:breaker:{provider}"))
-            if ttl > 0:
-                return ttl
-            await asyncio.sleep(0.01)
-        return -2
+        return await eventually(lambda: ttl_once_set(client, f"t:breaker:{provider}"), timeout_s=5,
+                                what=f"the opening of {provider} to be published")
+    finally:
+        await client.aclose()
+
+
+async def ttl_now(server: RedisServer, provider: str) -> int:
+    client = aioredis.from_url(server.url)
+    try:
+        return int(await client.pttl(f"t:breaker:{provider}"))
     finally:
         await client.aclose()
 
@@ -84,7 +85,7 @@ async def test_an_opening_on_one_replica_opens_the_breaker_on_the_other(
     assert second.breakers["a"].state is BreakerState.OPEN and second.breakers["a"].try_acquire() is None
     assert 29.0 < second.breakers["a"].retry_in_s() <= 30.0  # until the same moment, not a fresh 30 s
     assert second.breakers["b"].state is BreakerState.CLOSED  # only that provider
-    assert await published_ttl_ms(server, "b", wait=False) == -2
+    assert await ttl_now(server, "b") == -2  # never opened anywhere, so never published
     before = first.breakers["a"].retry_in_s()
     await first.sync.poll_once()  # its own opening coming back changes nothing
     assert first.breakers["a"].retry_in_s() <= before
@@ -95,12 +96,9 @@ async def test_the_polling_task_applies_openings_within_about_a_second(
     first, second, _ = replicas
     first.sync.start()
     second.sync.start()
-    loop = asyncio.get_running_loop()
     first.fail("b", 2)
-    opened = loop.time()
-    while second.breakers["b"].state is not BreakerState.OPEN:
-        assert loop.time() - opened < 3.0, "the other replica did not learn of the opening"
-        await asyncio.sleep(0.02)
+    await eventually_equal(lambda: second.breakers["b"].state, BreakerState.OPEN, timeout_s=3, interval_s=0.02,
+                           what="the other replica to learn of the opening")
 
 
 async def test_a_forced_opening_is_not_published_again(replicas: tuple[Replica, Replica, RedisServer]) -> None:
@@ -110,7 +108,10 @@ async def test_a_forced_opening_is_not_published_again(replicas: tuple[Replica, 
         await client.set("t:breaker:a", "someone-else", px=10_000)
         await first.sync.poll_once()
         assert first.breakers["a"].state is BreakerState.OPEN
-        await asyncio.sleep(0.05)  # a publication would be a background task: give it the chance to run
+        # An echo would be a background task spawned by that opening. A local opening spawned after it has been
+        # published, so the echo (first in line, on the pool's idle connection) would have run by now.
+        first.fail("b", 2)
+        await eventually(lambda: ttl_once_set(client, "t:breaker:b"), timeout_s=5, what="the later opening of b")
         assert await client.get("t:breaker:a") == b"someone-else"  # not overwritten by an echo
     finally:
         await client.aclose()
@@ -123,13 +124,10 @@ async def test_an_opening_while_redis_was_away_is_published_when_it_is_back(
     await server.kill()
     first.fail("a", 2)  # publishing fails: Redis is gone
     await server.start()  # same port, empty
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
     client = aioredis.from_url(server.url)
     try:
-        while await client.pttl("t:breaker:a") <= 0:
-            assert loop.time() < deadline, "the opening was not published after Redis came back"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: ttl_once_set(client, "t:breaker:a"), timeout_s=10, interval_s=0.05,
+                         what="the opening to be published after Redis came back")
         # What is left of the opening (Redis outlives it by the few ms the publication took), not a fresh
         # 30 s: the outage and the polling made it at least a few hundred ms shorter than that.
         remaining_ms = first.breakers["a"].retry_in_s() * 1000

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,6 +16,7 @@ from gateway.policies.ratelimit import RateLimiter, RateLimitOptions
 from gateway.state.answers import RedisAnswers
 from gateway.state.limiter import RedisLimiter
 from gateway.state.link import RedisLink, redacted
+from tests.polling import eventually
 from tests.redis_server import RedisServer, free_port, running_redis
 
 RPM_2 = RateLimitOptions(requests_per_minute=2)
@@ -27,23 +29,23 @@ async def redis_server() -> AsyncIterator[RedisServer]:
         yield server
 
 
-async def until(condition: str, check: Callable[[], object], timeout_s: float = 10.0) -> None:
-    """Bounded polling."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"not {condition} within {timeout_s} s")
-        await asyncio.sleep(0.02)
-
-
 def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "gateway.state" and text in r.getMessage()]
 
 
-async def test_redis_absent_at_start_serves_locally_without_waiting(caplog: pytest.LogCaptureFixture) -> None:
+async def test_redis_absent_at_start_serves_locally_without_waiting(caplog: pytest.LogCaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO, "gateway.state")
     link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.1)  # nothing listens there
+    pings = 0
+    real_ping = link.client.ping
+
+    async def counted_ping() -> Any:  # each reconnect attempt is one PING
+        nonlocal pings
+        pings += 1
+        return await real_ping()
+
+    monkeypatch.setattr(link.client, "ping", counted_ping)
     link.start()
     try:
         shared = RedisLimiter(link, "t:", RateLimiter())
@@ -52,8 +54,11 @@ async def test_redis_absent_at_start_serves_locally_without_waiting(caplog: pyte
         outcomes = [await shared.check("team", RPM_2, 0) for _ in range(3)]
         assert outcomes[:2] == [None, None] and outcomes[2] is not None  # the local bucket, same limit
         assert loop.time() - started < 0.09  # not even one Redis timeout (0.1 s) paid while it is down
-        await until("the first reconnect attempts failed", lambda: messages(caplog, "unavailable at start"))
-        await asyncio.sleep(0.5)  # several more attempts (backoff from 0.1 s) ...
+        await eventually(lambda: messages(caplog, "unavailable at start"), timeout_s=10,
+                         what="the first reconnect attempt to fail")
+        seen = pings
+        # Several more attempts (backoff from 0.1 s: about 0.7 s for three) ...
+        await eventually(lambda: pings >= seen + 3, timeout_s=10, what="three more reconnect attempts")
         assert len(messages(caplog, "unavailable")) == 1  # ... logged once
     finally:
         await link.aclose()
@@ -66,7 +71,7 @@ async def test_killed_then_restarted_redis(redis_server: RedisServer, caplog: py
     caches = {"chat": ResponseCache(CacheOptions(ttl_s=60))}
     shared, answers = RedisLimiter(link, "t:", RateLimiter()), RedisAnswers(caches, link, "t:")
     try:
-        await until("connected", lambda: link.up)
+        await eventually(lambda: link.up, timeout_s=10, what="the link to connect")
         assert await shared.check("team", RPM_2, 0) is None
         assert len(shared.local) == 0  # counted in Redis
 
@@ -82,7 +87,7 @@ async def test_killed_then_restarted_redis(redis_server: RedisServer, caplog: py
         assert len(messages(caplog, "unavailable")) == 1
 
         await redis_server.start()  # same port, empty (no persistence)
-        await until("reconnected", lambda: link.up)
+        await eventually(lambda: link.up, timeout_s=10, what="the link to reconnect")
         assert len(messages(caplog, "is back")) == 1
         assert await shared.check("team", RPM_2, 0) is None  # the new Redis has a full bucket for the key
         client = aioredis.from_url(redis_server.url)
@@ -99,7 +104,7 @@ async def test_a_hung_redis_costs_one_timeout_then_nothing(redis_server: RedisSe
     link.start()
     shared = RedisLimiter(link, "t:", RateLimiter())
     try:
-        await until("connected", lambda: link.up)
+        await eventually(lambda: link.up, timeout_s=10, what="the link to connect")
         redis_server.pause()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -110,7 +115,7 @@ async def test_a_hung_redis_costs_one_timeout_then_nothing(redis_server: RedisSe
         await shared.check("team", RPM_2, 0)
         assert loop.time() - started < 0.09  # marked down: no second timeout (0.1 s)
         redis_server.resume()
-        await until("reconnected", lambda: link.up)
+        await eventually(lambda: link.up, timeout_s=10, what="the link to reconnect")
     finally:
         redis_server.resume()
         await link.aclose()

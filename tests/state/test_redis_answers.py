@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +11,7 @@ from gateway.clock import FakeClock
 from gateway.policies.cache import CachedAnswer, CacheOptions, ResponseCache
 from gateway.state.answers import RedisAnswers, decode_answer, encode_answer
 from gateway.state.link import RedisLink
+from tests.polling import eventually
 from tests.redis_server import RedisServer, running_redis
 
 ANSWER = CachedAnswer(b'{"id": "chatcmpl-1",\n "x": 1}', "sim", "m", (("x-gateway-provider", "sim"),))
@@ -28,11 +28,7 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 async def link(redis_server: RedisServer) -> AsyncIterator[RedisLink]:
     link = RedisLink(redis_server.url, timeout_s=1.0)
     link.start()
-    for _ in range(200):  # bounded: up to 10 s
-        if link.up:
-            break
-        await asyncio.sleep(0.05)
-    assert link.up
+    await eventually(lambda: link.up, timeout_s=10, interval_s=0.05, what="the link to connect")
     yield link
     await link.aclose()
 

@@ -12,6 +12,7 @@ from gateway.clock import FakeClock
 from gateway.policies.ratelimit import RateLimiter, RateLimitOptions
 from gateway.state.limiter import RedisLimiter
 from gateway.state.link import RedisLink
+from tests.polling import eventually
 from tests.redis_server import RedisServer, running_redis
 
 RPM_3 = RateLimitOptions(requests_per_minute=3)
@@ -28,11 +29,8 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 async def connected(server: RedisServer, timeout_s: float = 1.0) -> RedisLink:
     link = RedisLink(server.url, timeout_s=timeout_s)
     link.start()
-    for _ in range(200):  # bounded: up to 10 s
-        if link.up:
-            return link
-        await asyncio.sleep(0.05)
-    raise AssertionError("the link did not connect")
+    await eventually(lambda: link.up, timeout_s=10, interval_s=0.05, what="the link to connect")
+    return link
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from gateway.engine import CompositeHooks, Hooks, RequestSummary
 from gateway.server import Gateway, build_app
 from gateway.telemetry import Telemetry
 from tests.e2e.harness import SdkClients
+from tests.polling import NotYet, eventually
 
 
 class FinishedRequests(CompositeHooks):
@@ -26,18 +26,14 @@ class FinishedRequests(CompositeHooks):
     def __init__(self, inner: Hooks) -> None:
         super().__init__(inner)
         self.records: list[RequestSummary] = []
-        self._changed = asyncio.Event()
 
     def request_finished(self, summary: RequestSummary) -> None:
         super().request_finished(summary)
         self.records.append(summary)
-        self._changed.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout):
-            while len(self.records) < count:
-                self._changed.clear()
-                await self._changed.wait()
+        await eventually(lambda: len(self.records) >= count or NotYet(len(self.records)), timeout_s=timeout,
+                         what=f"{count} finished requests")
 
 
 @dataclass

@@ -110,7 +110,8 @@ async def test_a_hedge_refused_by_the_budget_is_counted() -> None:
             SimulatedProvider(name="fast") as fast, gateway_with_memory(
                 {"slow": ("openai", slow), "fast": ("openai", fast)},
                 {"m": {"targets": [{"provider": "slow", "model": "s"}, {"provider": "fast", "model": "f"}],
-                       "hedge": {"delay_ms": 50, "budget_percent": 0, "budget_min": 0}}}) as (gw, memory):
+                       "hedge": {"delay_ms": 50, "budget_percent": 0, "budget_min": 0,
+                                 "rearm": False}}}) as (gw, memory):
         async with gw.openai() as client:
             await client.chat.completions.create(model="m", messages=HI)
         await gw.finished.wait_for(1)

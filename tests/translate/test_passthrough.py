@@ -92,7 +92,19 @@ def test_stream_events_pass_through_untouched(fmt: WireFormat) -> None:
     for event in events:
         out = translator.feed(event)
         assert out == [event] and out[0] is event  # not even copied: this is the hot path
+    # No message_stop came: an Anthropic client's stream still gets its end (see the next test).
+    assert translator.finish() == ([] if fmt is not WireFormat.ANTHROPIC else [
+        SSEEvent({"type": "message_stop"}, "message_stop")])
+
+
+def test_anthropic_stream_ends_with_exactly_one_message_stop() -> None:
+    translator = stream_translator(WireFormat.ANTHROPIC, WireFormat.ANTHROPIC)
+    delta = SSEEvent({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}, "message_delta")
+    stop = SSEEvent({"type": "message_stop"}, "message_stop")
+    assert translator.feed(delta) == [delta] and translator.feed(stop) == [stop]
+    assert translator.feed(delta) == [] and translator.feed(stop) == []  # nothing after the end
     assert translator.finish() == []
+    assert stream_translator(WireFormat.ANTHROPIC, WireFormat.ANTHROPIC) is not translator  # one per stream
 
 
 def test_translated_pairs_list_the_fields_they_leave_out_and_pass_through_lists_none() -> None:
