@@ -61,3 +61,15 @@ def test_text_deltas_carry_no_details() -> None:
     assert content_info("x").details is None
     assert anthropic_fmt.inspect(SSEEvent({"type": "content_block_delta", "index": 0,
                                            "delta": {"type": "text_delta", "text": "x"}})).details is None
+
+
+def test_responses_cache_writes_and_reasoning() -> None:
+    from gateway.formats import responses as responses_fmt
+
+    info = responses_fmt.inspect(SSEEvent({"type": "response.completed", "response": {"status": "completed", "usage": {
+        "input_tokens": 98_100, "output_tokens": 564,
+        "input_tokens_details": {"cached_tokens": 90_000, "cache_write_tokens": 8_000,
+                                 "cache_write_tokens_details": {"ttl_30m_tokens": 6_000, "ttl_12h_tokens": 2_000}},
+        "output_tokens_details": {"reasoning_tokens": 64}}}}))
+    assert (info.input_tokens, info.cached_input_tokens, info.output_tokens) == (98_100, 90_000, 564)
+    assert info.details == UsageDetails(cache_write_tokens=8_000, cache_write_long_tokens=2_000, reasoning_tokens=64)
