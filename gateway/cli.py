@@ -13,6 +13,8 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.config.clouds import AzureOptions, BedrockOptions, VertexOptions
 from gateway.config.model import ProviderConfig
 from gateway.logs import setup_logging
+from gateway.pricing.catalog import catalog_name, unpriced_warnings
+from gateway.pricing.catalog import describe as describe_price
 from gateway.server.serve import serve, supervise
 from gateway.telemetry import TelemetrySetupError
 
@@ -57,8 +59,9 @@ def describe(config: GatewayConfig) -> str:
         lines.append(f"  {route.alias}: hedge {route.hedge.describe()}; deadline {config.deadline_s(route):g} s")
         for i, t in enumerate(route.targets):
             role = "primary" if i == 0 else f"backup {i}"
-            lines.append(f"    {i + 1}. {t.provider} / {t.model} ({role}; ${t.price.input_per_mtok:g} in, "
-                         f"${t.price.output_per_mtok:g} out per Mtok)")
+            lines.append(f"    {i + 1}. {t.provider} / {t.model} ({role}; {describe_price(t.price)})")
+    lines.append(f"prices: configured, else the {catalog_name()} catalog (bundled, never fetched)")
+    lines.extend(f"  warning: {warning}" for warning in unpriced_warnings(config))
     return "\n".join(lines)
 
 

@@ -50,7 +50,28 @@ def prompt_text(tokens: int) -> str:
     return _WORD * tokens
 
 
+def session_body(alias: str, req: PlannedRequest) -> dict[str, Any]:
+    """A Claude Code turn: the session's long system prompt and its earlier turns, `cache_control` on the system
+    prompt and on the newest turn (the earlier turns lose theirs, as Claude Code's do), the new user text last."""
+    mark = {"type": "ephemeral"}
+    # Every token is one "tok " (the simulator counts characters / 4); the session's name makes its prompt its own.
+    system = [{"type": "text", "text": f"s{req.session:03d} " + _WORD * (req.prefix_tokens - 1), "cache_control": mark}]
+    messages: list[dict[str, Any]] = []
+    for turn, tokens in enumerate((*req.history, req.prompt_tokens)):
+        messages.append({"role": "user", "content": [{"type": "text", "text": f"t{turn:03d} " + _WORD * (tokens - 1)}]})
+        if turn < len(req.history):
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": f"done {turn}."}]})
+    messages[-1]["content"][-1]["cache_control"] = mark
+    return {"model": alias, "max_tokens": req.max_tokens, "system": system, "messages": messages}
+
+
 def request_body(alias: str, req: PlannedRequest) -> bytes:
+    body: dict[str, Any]
+    if req.session >= 0:
+        body = session_body(alias, req)
+        if req.stream:
+            body["stream"] = True
+        return orjson.dumps(body)
     if req.door == "responses":
         # The API's floor for max_output_tokens is 16. Stored (the API's default), as a client would leave it.
         responses: dict[str, Any] = {"model": alias, "input": prompt_text(req.prompt_tokens),
@@ -59,7 +80,7 @@ def request_body(alias: str, req: PlannedRequest) -> bytes:
             responses["stream"] = True
         return orjson.dumps(responses)
     messages = [{"role": "user", "content": prompt_text(req.prompt_tokens)}]
-    body: dict[str, Any] = {"model": alias, "max_tokens": req.max_tokens, "messages": messages}
+    body = {"model": alias, "max_tokens": req.max_tokens, "messages": messages}
     if req.stream:
         body["stream"] = True
         if req.door == "openai":

@@ -30,13 +30,25 @@ class CostTotals:
     wasted_usd: float  # attempts that lost (or failed after being billed)
     hedged_requests: int | None = None  # from telemetry only: requests with at least one hedge launched
     spans: int = 0  # telemetry request spans read
+    # From telemetry only: USD by part (input = uncached input, cache_read, cache_write, output), all attempts
+    # and the attempts that did not win; the hedges' cost expected before sending and what they cost.
+    parts: dict[str, float] | None = None
+    wasted_parts: dict[str, float] | None = None
+    hedges: int = 0
+    hedge_expected_usd: float = 0.0
+    hedge_actual_usd: float = 0.0
+    warmup_usd: float = 0.0  # the policy's warm-up requests (their own alias), not in total_usd
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def read_trace_costs(path: Path, alias: str) -> CostTotals | None:
-    """Sum the `chat {alias}` request spans of a JSON-lines trace file; None if there are none to read.
+PARTS = ("input", "cache_read", "cache_write", "output")
+
+
+def read_trace_costs(path: Path, alias: str, warm_aliases: Sequence[str] = ()) -> CostTotals | None:
+    """Sum the `chat {alias}` request spans of a JSON-lines trace file, and their attempt spans by part; None if
+    there are none to read. The warm-up aliases' request spans give the warm-up cost.
 
     Defensive: the file is another component's output, possibly half-written; lines that are not JSON
     objects, or spans without the attributes, are skipped.
@@ -46,22 +58,32 @@ def read_trace_costs(path: Path, alias: str) -> CostTotals | None:
     except OSError:
         return None
     name = f"chat {alias}"
-    total = wasted = 0.0
+    warm_names = {f"chat {a}" for a in warm_aliases}
+    total = wasted = warmup = 0.0
     hedged = spans = 0
+    requests: set[object] = set()
+    attempts: list[tuple[object, dict[str, Any]]] = []
     for line in lines:
         try:
             span = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if not isinstance(span, dict) or span.get("name") != name:
+        if not isinstance(span, dict):
             continue
         attrs = _attributes(span.get("attributes"))
         # Attempt spans are named `chat {model}`: when a target's model equals the alias they share the name.
         if span.get("kind") == "CLIENT" or "gateway.attempt.index" in attrs:
+            attempts.append((span.get("parent_id"), attrs))
             continue
         cost = attrs.get("gateway.cost_usd")
         if not isinstance(cost, int | float) or isinstance(cost, bool):
             continue
+        if span.get("name") in warm_names:
+            warmup += float(cost)
+            continue
+        if span.get("name") != name:
+            continue
+        requests.add(span.get("span_id"))
         spans += 1
         total += float(cost)
         waste = attrs.get("gateway.wasted_cost_usd")
@@ -69,8 +91,29 @@ def read_trace_costs(path: Path, alias: str) -> CostTotals | None:
         hedged += attrs.get("gateway.hedged") is True
     if spans == 0:
         return None
+    parts = dict.fromkeys(PARTS, 0.0)
+    wasted_parts = dict.fromkeys(PARTS, 0.0)
+    hedges, expected, actual = 0, 0.0, 0.0
+    for parent, attrs in attempts:
+        if parent not in requests:
+            continue
+        lost = attrs.get("gateway.attempt.outcome") != "won"
+        for part in PARTS:
+            usd = _number(attrs.get(f"gateway.cost.{part}_usd"))
+            parts[part] += usd
+            if lost:
+                wasted_parts[part] += usd
+        if "gateway.hedge.expected_cost_usd" in attrs:
+            hedges += 1
+            expected += _number(attrs["gateway.hedge.expected_cost_usd"])
+            actual += _number(attrs.get("gateway.cost_usd"))
     return CostTotals(source=TELEMETRY, total_usd=total, winners_usd=total - wasted, wasted_usd=wasted,
-                      hedged_requests=hedged, spans=spans)
+                      hedged_requests=hedged, spans=spans, parts=parts, wasted_parts=wasted_parts, hedges=hedges,
+                      hedge_expected_usd=expected, hedge_actual_usd=actual, warmup_usd=warmup)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _attributes(raw: object) -> dict[str, Any]:

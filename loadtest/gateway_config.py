@@ -16,9 +16,16 @@ POLICY_KEYS = ("hedge", "timeout_s", "targets", "default_max_tokens", "resume", 
 
 
 def target_of(provider: ProviderSpec) -> dict[str, Any]:
-    return {"provider": provider.name, "model": provider.model,
-            "price": {"input_per_mtok": provider.price.input_per_mtok,
-                      "output_per_mtok": provider.price.output_per_mtok}}
+    target: dict[str, Any] = {"provider": provider.name, "model": provider.model}
+    if provider.price_configured:  # else the gateway's catalog prices it, cache reads and writes included
+        target["price"] = {"input_per_mtok": provider.price.input_per_mtok,
+                           "output_per_mtok": provider.price.output_per_mtok}
+    return target
+
+
+def warm_alias(alias: str, provider: str) -> str:
+    """The alias a policy's warm-up requests to `provider` go through (their cost is kept apart from the load's)."""
+    return f"{alias}-warm-{provider}"
 
 
 def route_config(providers: Sequence[ProviderSpec], policy: Policy) -> dict[str, Any]:
@@ -41,6 +48,8 @@ def gateway_config(providers: Sequence[ProviderSpec], policy: Policy, alias: str
             p.name: {**provider_keys(p.kind, p.name, sim_urls[p.name], files), **copy.deepcopy(p.gateway)}
             for p in providers
         },
-        "models": {alias: route_config(providers, policy)},
+        "models": {alias: route_config(providers, policy),
+                   **{warm_alias(alias, name): {"targets": [target_of(p) for p in providers if p.name == name],
+                                                "hedge": "off"} for name in policy.warm}},
         "telemetry": {"traces_file": traces_file},
     }

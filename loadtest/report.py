@@ -67,6 +67,48 @@ def add_relative_costs(policies: Mapping[str, dict[str, Any]], baseline: str | N
             summary["extra_cost_basis"] = "vs winners"
 
 
+def add_part_costs(policies: Mapping[str, dict[str, Any]], baseline: str | None) -> None:
+    """Cost by part per 1,000 requests (telemetry only), and how much of the extra cost over the baseline is
+    cold-cache input: uncached input and cache writes, what a backup that had not cached the prompt pays."""
+    for summary in policies.values():
+        cost, n = summary["cost"], summary["requests"]
+        parts = cost.get("parts")
+        summary["cost_parts_per_1k_usd"] = None if not parts or not n else {
+            part: round(1000 * usd / n, 6) for part, usd in parts.items()}
+    base = policies.get(baseline) if baseline is not None else None
+    base_parts = base.get("cost_parts_per_1k_usd") if base is not None else None
+    for summary in policies.values():
+        parts = summary["cost_parts_per_1k_usd"]
+        summary["extra_cold_input_pct"] = None
+        if parts is None or base_parts is None:
+            continue
+        extra = sum(parts.values()) - sum(base_parts.values())
+        cold = (parts["input"] + parts["cache_write"]) - (base_parts["input"] + base_parts["cache_write"])
+        summary["extra_per_1k_usd"] = round(extra, 6)
+        summary["extra_cold_input_pct"] = _pct(cold, extra) if extra > 1e-12 else None
+
+
+def render_parts(policies: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The cost-by-part table, when the costs came from telemetry."""
+    if not any(p.get("cost_parts_per_1k_usd") for p in policies.values()):
+        return []
+    lines = ["", "| policy | $/1k req | uncached input | cache read | cache write | output | extra $/1k | "
+                 "extra that is cold-cache input % | wasted $/1k | hedges | hedge cost expected $ | "
+                 "hedge cost actual $ | warm-up $ |", "|---|" + "---:|" * 13]
+    for name, p in policies.items():
+        parts, cost, n = p.get("cost_parts_per_1k_usd"), p["cost"], p["requests"] or 1
+        if not parts:
+            continue
+        cells = [_num(sum(parts.values()), 4), *(_num(parts[k], 4) for k in ("input", "cache_read", "cache_write",
+                                                                            "output")),
+                 _num(p.get("extra_per_1k_usd"), 4), _num(p.get("extra_cold_input_pct"), 1),
+                 _num(1000 * cost["wasted_usd"] / n, 4), str(cost.get("hedges", 0)),
+                 _num(cost.get("hedge_expected_usd"), 4), _num(cost.get("hedge_actual_usd"), 4),
+                 _num(cost.get("warmup_usd"), 4)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def build_report(scenario: Scenario, policies: Mapping[str, dict[str, Any]], *, requests: int,
                  pinned: bool) -> dict[str, Any]:
     sources = sorted({p["cost"]["source"] for p in policies.values()})
@@ -121,6 +163,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                  _num(p["cost_per_1k_requests_usd"], 4), _num(p["extra_cost_pct"], 1),
                  _num(cost["wasted_usd"], 5), _num(p["wasted_pct_of_cost"], 1)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += render_parts(policies)
     lines += ["", "| policy | provider | received | completed | errors | cancelled | tokens sent | won |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, p in policies.items():

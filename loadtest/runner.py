@@ -22,7 +22,7 @@ from loadtest import sim_control
 from loadtest.client import RequestResult
 from loadtest.costs import CostTotals, counter_costs, read_trace_costs
 from loadtest.driver import client_session, drive_open_loop
-from loadtest.gateway_config import gateway_config
+from loadtest.gateway_config import gateway_config, warm_alias
 from loadtest.procs import (
     LOAD_CPU,
     UNDER_TEST_CPU,
@@ -33,9 +33,10 @@ from loadtest.procs import (
     start_sim_host,
 )
 from loadtest.progress import Progress
-from loadtest.report import add_relative_costs, build_report, render_markdown, summarize_policy
+from loadtest.report import add_part_costs, add_relative_costs, build_report, render_markdown, summarize_policy
 from loadtest.schedule import PlannedRequest, build_schedule
 from loadtest.spec import Policy, Scenario
+from loadtest.warmup import warm_up
 
 START_MARGIN_S = 0.1  # between resetting the simulators and the first scheduled send
 
@@ -66,6 +67,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, plot: bool = True, pin: b
                                                    run.wall_s)
                  for run in runs}
     add_relative_costs(summaries, scenario.baseline)
+    add_part_costs(summaries, scenario.baseline)
     report = build_report(scenario, summaries, requests=len(schedule), pinned=pinned)
     markdown = render_markdown(report)
     (out_dir / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -118,6 +120,12 @@ async def _run_policy(scenario: Scenario, policy: Policy, schedule: list[Planned
             if scenario.changes:  # undo the previous policy's profile changes
                 await sim_control.set_profile(control, urls[p.name], p.profile)
             await sim_control.reset(control, urls[p.name])
+        if policy.warm:
+            async with client_session() as warm:
+                warm_failures = await warm_up(warm, f"http://127.0.0.1:{port}", scenario.alias, policy, schedule,
+                                              scenario.traffic.request_timeout_s)
+            if warm_failures:
+                print(f"\nwarning: {warm_failures} warm-up requests failed", file=sys.stderr)
         loop = asyncio.get_running_loop()
         start_at = loop.time() + START_MARGIN_S
         changes = [asyncio.create_task(_change_at(control, loop, start_at + c.at_s, urls[c.provider], c.profile))
@@ -142,7 +150,8 @@ async def _run_policy(scenario: Scenario, policy: Policy, schedule: list[Planned
         await gateway.stop()
     wall_s = time.monotonic() - started
     counters = counter_costs(scenario.providers, upstream, results)
-    cost = read_trace_costs(traces, scenario.alias) or counters
+    cost = read_trace_costs(traces, scenario.alias, warm_aliases=[warm_alias(scenario.alias, name)
+                                                                  for name in policy.warm]) or counters
     return PolicyRun(policy, results, upstream, cost, counters, wall_s)
 
 

@@ -17,10 +17,13 @@ Layout (every key but `providers` and `policies` is optional):
                                             # responses) instead of the anthropic_share mix
               # prompt_tokens / max_tokens may also be {quantiles: [[0, 80], [0.5, 300], [1, 2000]]};
               # rates: [[0, 20], [60, 45]] makes the arrival rate piecewise constant (start_s, rate)
+    # Claude-Code-like sessions instead: request i is turn i // 8 of session i % 8, with a 100k-token cached prefix
+    #   traffic: {sessions: 8, cached_prefix_tokens: 100000, prompt_tokens: [200, 600], ...}
     changes: [{at_s: 10, provider: primary, profile: {ttft: 2000}}]   # merged onto the provider's profile
     policies:                        # each: keys merged into the alias's gateway config
       no-hedge: {hedge: off}
       fixed-200ms: {hedge: {delay_ms: 200}}
+      warm-backup: {hedge: {delay_ms: 200}, warm: [secondary]}   # the backup's prompt cache warmed first
     baseline: no-hedge               # default: the first policy with hedging off
     source: {...}                    # free-form: what a fitted scenario was fitted from (`loadtest fit`)
 """
@@ -51,7 +54,8 @@ _PROVIDER_KEYS = ("kind", "model", "price", "profile", "seed", "timeout_s", "con
                   "max_connections", "breaker", "responses", "prefill")
 _GATEWAY_PROVIDER_KEYS = ("timeout_s", "connect_timeout_s", "max_connections", "breaker", "responses", "prefill")
 _TRAFFIC_KEYS = ("rate", "duration_s", "count", "request_timeout_s", "stream_share", "anthropic_share",
-                 "prompt_tokens", "max_tokens", "door", "rates")
+                 "prompt_tokens", "max_tokens", "door", "rates",
+                 "sessions", "cached_prefix_tokens")
 DOORS = ("openai", "anthropic", "responses")
 
 
@@ -119,15 +123,25 @@ def _parse_providers(value: object, seed: int) -> tuple[ProviderSpec, ...]:
         profile = {**({"require_key": SIM_KEYS[kind]} if kind in SIM_KEYS else {}),
                    **_mapping(f"{path}.profile", p.get("profile", {}))}
         _check_profile(f"{path}.profile", profile)
+        model = _string(f"{path}.model", p.get("model", "sim-model"))
         out.append(ProviderSpec(
-            name=name, kind=cast(Kind, kind), model=_string(f"{path}.model", p.get("model", "sim-model")),
+            name=name, kind=cast(Kind, kind), model=model,
             price=Price(input_per_mtok=_number(f"{path}.price.input_per_mtok", price.get("input_per_mtok", 0), low=0),
                         output_per_mtok=_number(f"{path}.price.output_per_mtok", price.get("output_per_mtok", 0),
-                                                low=0)),
-            profile=profile, seed=_integer(f"{path}.seed", p.get("seed", seed + index + 1)),
+                                                low=0)) if "price" in p else _catalog_price(str(kind), model),
+            price_configured="price" in p, profile=profile,
+            seed=_integer(f"{path}.seed", p.get("seed", seed + index + 1)),
             gateway={k: p[k] for k in _GATEWAY_PROVIDER_KEYS if k in p},
         ))
     return tuple(out)
+
+
+def _catalog_price(kind: str, model: str) -> Price:
+    """Without a price the gateway uses its catalog's: the counter-based cross-check uses the same."""
+    from gateway.pricing.catalog import lookup
+
+    entry = lookup(kind, "http://127.0.0.1", model)
+    return entry.price if entry is not None else Price(source="none")
 
 
 def _check_profile(path: str, profile: dict[str, Any]) -> None:
@@ -156,7 +170,11 @@ def _parse_traffic(t: Mapping[str, Any]) -> Traffic:
         max_tokens=_int_range("traffic.max_tokens", t.get("max_tokens", 256)),
         door=cast(Door | None, door),
         rates=_rates("traffic.rates", t.get("rates", [])),
+        sessions=_integer("traffic.sessions", t.get("sessions", 0), low=0),
+        cached_prefix_tokens=_integer("traffic.cached_prefix_tokens", t.get("cached_prefix_tokens", 0), low=0),
     )
+    if traffic.cached_prefix_tokens and not traffic.sessions:
+        raise ScenarioError("traffic.cached_prefix_tokens", "needs traffic.sessions (the prefix is a session's)")
     return traffic
 
 
@@ -220,12 +238,15 @@ def _parse_policies(value: object, providers: tuple[ProviderSpec, ...], alias: s
         if not _NAME.match(name):
             raise ScenarioError(path, "a policy name must be letters, digits, '.', '_' or '-'")
         route = dict(_mapping(path, raw))
-        _only(path, route, POLICY_KEYS)
+        _only(path, route, (*POLICY_KEYS, "warm"))
+        warm = route.pop("warm", [])
+        if not isinstance(warm, list) or any(w not in known for w in warm):
+            raise ScenarioError(f"{path}.warm", f"must be a list of provider names ({', '.join(known)})")
         targets = route.get("targets")
         if targets is not None and (not isinstance(targets, list) or not targets
                                     or any(t not in known for t in targets)):
             raise ScenarioError(f"{path}.targets", f"must be a non-empty list of provider names ({', '.join(known)})")
-        policy = Policy(name=name, route=route)
+        policy = Policy(name=name, route=route, warm=tuple(warm))
         _check_with_gateway(path, providers, policy, alias)
         out.append(policy)
     return tuple(out)

@@ -20,8 +20,11 @@ class PlannedRequest:
     at_s: float  # send time, in seconds after the run's start
     door: Door
     stream: bool
-    prompt_tokens: int
+    prompt_tokens: int  # with sessions: this turn's new tokens
     max_tokens: int
+    session: int = -1  # Claude-Code-like traffic: the session (else -1), its prefix and the earlier turns' sizes
+    prefix_tokens: int = 0
+    history: tuple[int, ...] = ()
 
 
 def poisson_arrivals(rate: float, duration_s: float, rng: random.Random, count: int | None = None) -> list[float]:
@@ -76,6 +79,20 @@ def build_schedule(traffic: Traffic, seed: int) -> list[PlannedRequest]:
         stream = shapes.random() < traffic.stream_share
         prompt_tokens = traffic.prompt_tokens.draw(shapes)
         max_tokens = traffic.max_tokens.draw(shapes)
+        if traffic.sessions:
+            plan.append(_session_turn(traffic, seed, index, at_s, stream, max_tokens))
+            continue
         plan.append(PlannedRequest(index=index, at_s=at_s, door=door, stream=stream,
                                    prompt_tokens=prompt_tokens, max_tokens=max_tokens))
     return plan
+
+
+def _session_turn(traffic: Traffic, seed: int, index: int, at_s: float, stream: bool,
+                  max_tokens: int) -> PlannedRequest:
+    """Turn `index // sessions` of session `index % sessions`. A turn's size depends on (session, turn) only, so
+    every later turn of the session repeats it exactly as sent: the prefix a provider may have cached."""
+    session, turn = index % traffic.sessions, index // traffic.sessions
+    sizes = tuple(traffic.prompt_tokens.draw(random.Random(f"turn-{seed}-{session}-{t}")) for t in range(turn + 1))
+    return PlannedRequest(index=index, at_s=at_s, door="anthropic", stream=stream, prompt_tokens=sizes[-1],
+                          max_tokens=max_tokens, session=session, prefix_tokens=traffic.cached_prefix_tokens,
+                          history=sizes[:-1])

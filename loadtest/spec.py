@@ -54,10 +54,11 @@ class ProviderSpec:
     name: str
     kind: Kind  # the provider kind the gateway speaks to it as
     model: str
-    price: Price
+    price: Price  # for the cost rebuilt from the simulators' counters
     profile: dict[str, Any]  # the simulator profile mapping, already validated by `parse_profile`
     seed: int
     gateway: dict[str, Any]  # extra provider keys for the gateway config: timeout_s, breaker, ...
+    price_configured: bool = True  # False: the gateway prices it from its catalog (the scenario gave no price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +69,16 @@ class Traffic:
     request_timeout_s: float  # measured from the scheduled time, like the latency
     stream_share: float  # share of requests that ask for a stream
     anthropic_share: float  # share of requests sent through the Anthropic door (the rest: OpenAI)
-    prompt_tokens: IntRange
+    prompt_tokens: IntRange  # with sessions: the new tokens of each turn
     max_tokens: IntRange
     door: Door | None = None  # every request through this door; None: the mix `anthropic_share` says
     # Piecewise-constant arrival rate, (start_s, rate) from 0 (e.g. fitted from traces); empty: `rate` throughout.
     rates: tuple[tuple[float, float], ...] = ()
+    # Claude-Code-like sessions (0: independent requests): request i is turn i // sessions of session
+    # i % sessions, through the Anthropic door, with a `cached_prefix_tokens` system prompt, the session's
+    # earlier turns, and `cache_control` on the system prompt and on the newest turn, as Claude Code sends them.
+    sessions: int = 0
+    cached_prefix_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,9 @@ class Policy:
 
     name: str
     route: dict[str, Any]
+    # Providers whose prompt cache is warmed before the load: each session's prefix sent once to each, through
+    # the gateway (so its prompt-cache tracker learns it), as an alias of its own.
+    warm: tuple[str, ...] = ()
 
     @property
     def hedges(self) -> bool:

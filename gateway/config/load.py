@@ -261,11 +261,9 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
             if provider not in providers:
                 raise ConfigError(t.at("provider"), f"unknown provider {provider!r} "
                                   f"(configured: {', '.join(providers)})")
-            price = t.section("price")
-            price.only("input_per_mtok", "output_per_mtok")
-            targets.append(Target(provider=provider, model=t.string("model"), price=Price(
-                input_per_mtok=price.number("input_per_mtok", 0.0, minimum=0),
-                output_per_mtok=price.number("output_per_mtok", 0.0, minimum=0))))
+            model = t.string("model")
+            targets.append(Target(provider=provider, model=model,
+                                  price=_parse_price(t.section("price"), providers[provider], model)))
         timeout = m.raw("timeout_s")
         out[str(alias)] = ModelRoute(
             alias=str(alias), targets=tuple(targets), hedge=_parse_hedge(m),
@@ -277,6 +275,24 @@ def _parse_models(s: _Section, providers: Mapping[str, ProviderConfig]) -> dict[
             resume_max=_parse_resume(m),
         )
     return out
+
+
+# Config price keys and the `Price` fields they set (the 1 h write is the long-TTL class).
+_PRICE_KEYS = {"input_per_mtok": "input_per_mtok", "output_per_mtok": "output_per_mtok",
+               "cache_read_per_mtok": "cache_read_per_mtok", "cache_write_per_mtok": "cache_write_per_mtok",
+               "cache_write_1h_per_mtok": "cache_write_long_per_mtok"}
+
+
+def _parse_price(s: _Section, provider: ProviderConfig, model: str) -> Price:
+    """Every configured price wins; the catalog (genai-prices, bundled) fills the others, looked up now so no
+    request ever waits for it."""
+    from gateway.pricing.catalog import lookup, merge  # imported here: the catalog imports this package's model
+
+    s.only(*_PRICE_KEYS)
+    configured = {field: s.number(key, 0.0, minimum=0) for key, field in _PRICE_KEYS.items()
+                  if s.raw(key) is not None}
+    entry = None if len(configured) == len(_PRICE_KEYS) else lookup(str(provider.kind), provider.base_url, model)
+    return merge(configured, entry)
 
 
 _PREFILL_STYLES = ("off", "continue_final_message", "prefix")

@@ -80,13 +80,32 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens. A cache price left None is billed as plain input (a provider that does not
+    discount cached tokens); a long-TTL write without its own price as a write. `gateway.pricing` turns a
+    usage into a cost with it; see `gateway.pricing.catalog` for prices the config leaves out."""
 
-    input_per_mtok: float = 0.0
-    output_per_mtok: float = 0.0
+    input_per_mtok: float = 0.0  # uncached prompt tokens
+    output_per_mtok: float = 0.0  # reasoning included
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    cache_write_long_per_mtok: float | None = None  # Anthropic's 1 h TTL (2x input where 5 min is 1.25x)
+    # Long-context tiers, from the catalog: (start, prices) in ascending order; a prompt of more than `start`
+    # tokens (cache reads and writes included) is billed wholly at those prices, as the providers do.
+    tiers: tuple[tuple[int, Price], ...] = ()
+    source: str = "config"  # "config", "catalog", "config+catalog" (the config's fields win) or "none"
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        """Uncached input and output only (embeddings, rough estimates); `gateway.pricing.cost` prices a usage
+        with its cache reads and writes."""
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
+
+    def at(self, prompt_tokens: int) -> Price:
+        """The prices that apply to a request of `prompt_tokens` prompt tokens."""
+        chosen = self
+        for start, tier in self.tiers:
+            if prompt_tokens > start:
+                chosen = tier
+        return chosen
 
 
 @dataclass(frozen=True, slots=True)

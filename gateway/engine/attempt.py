@@ -17,9 +17,10 @@ from gateway.config.model import Target
 from gateway.engine.hooks import AttemptStarted, Hooks
 from gateway.engine.records import Attempt, Launch, Outcome, RequestRecord
 from gateway.errors import FailureKind, ProviderError
-from gateway.formats import Aggregator, EventInfo
+from gateway.formats import Aggregator, EventInfo, UsageDetails
 from gateway.policies.breaker import Permit
 from gateway.policies.bulkhead import Bulkhead
+from gateway.pricing.usage import Usage
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator
 from gateway.wire import Json, SSEEvent
@@ -46,7 +47,8 @@ class AttemptRun:
                  upstream: UpstreamRequest, inspect: Callable[[SSEEvent], EventInfo],
                  translator: StreamTranslator, clock: Clock, hooks: Hooks, permit: Permit,
                  breaker_state: str, input_estimate: int, bulkhead: Bulkhead | None, holds_slot: bool,
-                 expected_cost_usd: float | None = None, on_finish: Callable[[Attempt], None] | None = None) -> None:
+                 expected_cost_usd: float | None = None, on_finish: Callable[[Attempt], None] | None = None,
+                 expected: Usage | None = None) -> None:
         self.record = record
         self.index = index
         self.target = target
@@ -75,6 +77,10 @@ class AttemptRun:
         self.first_token_s: float | None = None
         self.input_tokens: int | None = None
         self.cached_input_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
+        self.cache_write_long_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.expected = expected
         self.output_tokens: int | None = None
         self.streamed_chars = 0
         self.finish_reason: str | None = None
@@ -225,6 +231,8 @@ class AttemptRun:
             self.cached_input_tokens = info.cached_input_tokens
         if info.output_tokens is not None:
             self.output_tokens = info.output_tokens
+        if info.details is not None:  # usage events only
+            self._account_details(info.details)
         if info.text:
             self.streamed_chars += len(info.text)
             if self.streamed_chars > MAX_ANSWER_CHARS:
@@ -243,6 +251,14 @@ class AttemptRun:
                 if self._events_seen > MAX_EVENTS_BEFORE_CONTENT:
                     raise ProviderError(FailureKind.FAULT, f"{self.provider}: {MAX_EVENTS_BEFORE_CONTENT} events "
                                         "without content", error_type="bad_response")
+
+    def _account_details(self, details: UsageDetails) -> None:
+        if details.cache_write_tokens is not None:
+            self.cache_write_tokens = details.cache_write_tokens
+        if details.cache_write_long_tokens is not None:
+            self.cache_write_long_tokens = details.cache_write_long_tokens
+        if details.reasoning_tokens is not None:
+            self.reasoning_tokens = details.reasoning_tokens
 
     # ---- the end ------------------------------------------------------------------------------------------
 
@@ -274,7 +290,9 @@ class AttemptRun:
             streamed_chars=self.streamed_chars, finish_reason=self.finish_reason,
             response_model=self.response_model, server_address=self._provider.server_address,
             server_port=self._provider.server_port, queue_wait_s=self.queue_wait_s,
-            operation=self._operation)
+            operation=self._operation, cache_write_tokens=self.cache_write_tokens,
+            cache_write_long_tokens=self.cache_write_long_tokens, reasoning_tokens=self.reasoning_tokens,
+            expected=self.expected)
         record.attempts.append(attempt)
         if self._on_finish is not None:
             self._on_finish(attempt)

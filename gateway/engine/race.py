@@ -31,6 +31,9 @@ from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.formats.codecs import codec_for
 from gateway.policies.breaker import Permit
 from gateway.policies.bulkhead import Bulkhead
+from gateway.pricing.estimate import expected_usage, learn
+from gateway.pricing.prefix import prompt_prefix
+from gateway.pricing.usage import Usage, cost
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator, translation
 from gateway.translate.passthrough import PASSTHROUGH
@@ -100,6 +103,9 @@ class _Race:
         # Prompt tokens until the provider reports them: about 4 bytes of JSON per token (from the body's size,
         # known at the door; serialising the messages again here would cost as much as the request itself).
         self.input_estimate = max(1, (record.body_bytes or len(str(body.get("messages", "")))) // 4)
+        # The cacheable prefix, hashed once (long prompts only): what each provider's prompt cache holds of it
+        # decides a hedge's expected cost and what a cut attempt is billed.
+        self.prefix = prompt_prefix(body, record.door, self.input_estimate) if record.endpoint == "chat" else None
 
     async def run(self) -> Winner:
         hedge = self.route.hedge
@@ -178,15 +184,17 @@ class _Race:
             admitted = self.admit(index, target, kind)
             if admitted is None:
                 continue  # skipped, and recorded so
+            expected = expected_usage(self.prefix, self.rt.prompt_caches.get(target.provider),
+                                      self.upstream_format(self.rt.providers[target.provider]),
+                                      self.input_estimate, round(self.rt.expected_output_tokens(self.route)))
             expected_cost: float | None = None
             if kind is Launch.HEDGE:
-                expected_cost = target.price.cost_usd(self.input_estimate,
-                                                      round(self.rt.expected_output_tokens(self.route)))
+                expected_cost = cost(target.price, expected).total_usd
                 self.hedge_refused = self.hedge_refusal(target, expected_cost)
                 if self.hedge_refused is not None:
                     admitted.give_back()
                     return None
-            return self.start(index, target, kind, admitted, expected_cost)
+            return self.start(index, target, kind, admitted, expected_cost, expected)
         return None
 
     def admit(self, index: int, target: Target, kind: Launch) -> _Admitted | None:
@@ -218,7 +226,7 @@ class _Race:
         return admitted
 
     def start(self, index: int, target: Target, kind: Launch, admitted: _Admitted,
-              expected_cost: float | None) -> AttemptRun:
+              expected_cost: float | None, expected: Usage | None = None) -> AttemptRun:
         rt, record = self.rt, self.record
         self.next_target += 1
         record.attempts_launched += 1
@@ -229,7 +237,7 @@ class _Race:
                          clock=rt.clock, hooks=rt.hooks, permit=admitted.permit,
                          breaker_state=admitted.breaker_state, input_estimate=self.input_estimate,
                          bulkhead=admitted.bulkhead, holds_slot=admitted.holds_slot,
-                         expected_cost_usd=expected_cost, on_finish=self.attempt_ended)
+                         expected_cost_usd=expected_cost, on_finish=self.attempt_ended, expected=expected)
         self.sent += 1
         timeout_s = rt.config.providers[target.provider].timeout_s
         aggregator = codec_for(record.door).aggregator
@@ -240,6 +248,11 @@ class _Race:
     def attempt_ended(self, attempt: Attempt) -> None:
         if attempt.outcome is Outcome.WON and attempt.error is None:
             self.rt.note_output(self.route.alias, attempt.billed_output_tokens)
+        if self.prefix is not None and attempt.input_tokens is not None:  # its provider said what it cached
+            learn(self.rt.prompt_caches[attempt.provider], self.prefix,
+                  self.upstream_format(self.rt.providers[attempt.provider]),
+                  cache_read_tokens=attempt.cached_input_tokens or 0,
+                  cache_write_tokens=attempt.cache_write_tokens or 0)
 
     def hedge_refusal(self, target: Target, expected_cost: float) -> str | None:
         """Why a hedge to `target` must not go now, or None (and its share of the budgets is then spent)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gateway.config.model import ModelRoute, Target
 from gateway.errors import ProviderError
+from gateway.pricing.usage import NO_COST, NO_USAGE, Cost, Usage, cost
 from gateway.wire import WireFormat
 
 CHARS_PER_TOKEN = 4  # the usual estimate for English text, used only when a provider reports no usage
@@ -59,14 +60,31 @@ class Attempt:
     server_port: int = 0
     queue_wait_s: float = 0.0  # time spent waiting for the provider's concurrency bound (bulkhead)
     operation: str = "chat"  # the request's endpoint: "chat", "embeddings", "count_tokens"
+    # Reported with the usage (None: not reported); input_tokens includes cache reads and writes, output_tokens
+    # includes reasoning.
+    cache_write_tokens: int | None = None
+    cache_write_long_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    # The usage expected before it was sent (prompt-cache state of its provider, the alias's usual output): a
+    # hedge's expected cost, and the input split billed when the attempt was cut before any usage came.
+    expected: Usage | None = None
+    # `cost` is read by the spans, the metrics, the log and the request's sums: computed once, on first use
+    # (a value derived from the frozen fields, so caching it keeps the record's meaning).
+    _cost: Cost | None = field(default=None, repr=False, compare=False)
 
     @property
     def provider(self) -> str:
         return self.target.provider
 
     @property
+    def output_reported(self) -> bool:
+        """The provider's output count is final: Anthropic reports 1 at message_start, the total only with its
+        stop reason, so a count seen before the end is no count of what was streamed."""
+        return self.output_tokens is not None and (self.finish_reason is not None or self.operation != "chat")
+
+    @property
     def usage_estimated(self) -> bool:
-        return self.outcome is not Outcome.SKIPPED and (self.input_tokens is None or self.output_tokens is None)
+        return self.outcome is not Outcome.SKIPPED and (self.input_tokens is None or not self.output_reported)
 
     @property
     def billed_input_tokens(self) -> int:
@@ -76,17 +94,45 @@ class Attempt:
 
     @property
     def billed_output_tokens(self) -> int:
-        if self.output_tokens is not None:
-            return self.output_tokens
-        return math.ceil(self.streamed_chars / CHARS_PER_TOKEN)
+        if self.output_reported:
+            return self.output_tokens  # type: ignore[return-value]  # output_reported: not None
+        return max(self.output_tokens or 0, math.ceil(self.streamed_chars / CHARS_PER_TOKEN))
+
+    @property
+    def billed_usage(self) -> Usage:
+        """The tokens as billed: the provider's figures; for an attempt cut before it reported its usage, the
+        input split it was expected to have (a cold provider's cache writes included) and the output streamed."""
+        if self.outcome is Outcome.SKIPPED:
+            return NO_USAGE
+        output = self.billed_output_tokens
+        if self.input_tokens is None:
+            expected = self.expected
+            if expected is None:
+                return Usage(input_tokens=self.input_estimate, output_tokens=output)
+            return Usage(input_tokens=expected.input_tokens, cache_read_tokens=expected.cache_read_tokens,
+                         cache_write_tokens=expected.cache_write_tokens,
+                         cache_write_long_tokens=expected.cache_write_long_tokens, output_tokens=output)
+        return Usage(input_tokens=self.input_tokens, cache_read_tokens=self.cached_input_tokens or 0,
+                     cache_write_tokens=self.cache_write_tokens or 0,
+                     cache_write_long_tokens=self.cache_write_long_tokens or 0, output_tokens=output,
+                     reasoning_tokens=self.reasoning_tokens or 0)
+
+    @property
+    def cost(self) -> Cost:
+        known = self._cost
+        if known is None:
+            # A failed attempt that got an HTTP error before streaming is not billed by providers.
+            if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
+                                                   and self.error.status is not None):
+                known = NO_COST
+            else:
+                known = cost(self.target.price, self.billed_usage)
+            object.__setattr__(self, "_cost", known)
+        return known
 
     @property
     def cost_usd(self) -> float:
-        # A failed attempt that got an HTTP error before streaming is not billed by providers.
-        if self.outcome is Outcome.SKIPPED or (self.error is not None and self.first_token_s is None
-                                               and self.error.status is not None):
-            return 0.0
-        return self.target.price.cost_usd(self.billed_input_tokens, self.billed_output_tokens)
+        return self.cost.total_usd
 
     @property
     def duration_s(self) -> float:
@@ -132,6 +178,14 @@ class RequestSummary:
     @property
     def cost_usd(self) -> float:
         return sum(a.cost_usd for a in self.attempts)
+
+    @property
+    def cost(self) -> Cost:
+        """All attempts' cost by part."""
+        total = NO_COST
+        for a in self.attempts:
+            total = total + a.cost
+        return total
 
     @property
     def wasted_cost_usd(self) -> float:

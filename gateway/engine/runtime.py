@@ -13,6 +13,7 @@ from gateway.policies.budget import HedgeBudget
 from gateway.policies.bulkhead import Bulkhead
 from gateway.policies.latency import AdaptiveDelayOptions, LatencyTracker
 from gateway.policies.spend import SpendCeiling
+from gateway.pricing.prompt_cache import PromptCacheTracker
 from gateway.providers import Provider, create_provider
 
 log = logging.getLogger("gateway.breaker")
@@ -58,6 +59,10 @@ class Runtime:
         self.ceilings = {alias: SpendCeiling(route.hedge.budget_usd_per_hour, clock=clock)
                          for alias, route in config.models.items() if route.hedge.budget_usd_per_hour is not None}
         self._output_tokens: dict[str, float] = {}  # per alias: a moving average of the winners' output
+        # Per provider: the prompt prefixes it has likely cached, for what a hedge to it will cost.
+        self.prompt_caches: dict[str, PromptCacheTracker] = {
+            name: previous.prompt_caches[name] if previous is not None and name in kept else
+            PromptCacheTracker(clock=clock) for name in config.providers}
         # Per alias, resumes of broken streams: the hedge budget's share, counted apart so that hedges and
         # resumes never starve each other. Made on first use (only aliases that resume need one).
         self._resume_budgets: dict[str, HedgeBudget] = {}

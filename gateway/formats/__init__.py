@@ -21,6 +21,16 @@ from gateway.wire import Json, SSEEvent
 
 
 @dataclass(frozen=True, slots=True)
+class UsageDetails:
+    """The parts of a usage report that price differently from plain input and output. Both formats bill cache
+    writes above the input price (Anthropic 1.25x, 2x for the 1 h TTL), and reasoning is output, counted apart."""
+
+    cache_write_tokens: int | None = None  # prompt tokens written to the provider's prompt cache (all TTLs)
+    cache_write_long_tokens: int | None = None  # of which with the long TTL (Anthropic's 1 h, OpenAI's 12 h)
+    reasoning_tokens: int | None = None  # output tokens spent reasoning (included in output_tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class EventInfo:
     """What one provider stream event means to the engine (hedging, usage, cost, end of stream)."""
 
@@ -29,7 +39,9 @@ class EventInfo:
     # Token counts as this format reports them; None when the event says nothing about them.
     input_tokens: int | None = None  # prompt tokens including cached ones
     output_tokens: int | None = None  # cumulative completion tokens so far
-    cached_input_tokens: int | None = None
+    cached_input_tokens: int | None = None  # cache reads
+    # Only usage events carry details: one slot (not three) keeps the per-delta `content_info` cheap.
+    details: UsageDetails | None = None
     finish_reason: str | None = None  # native value (OpenAI "stop", Anthropic "end_turn", ...)
     error: tuple[str, str] | None = None  # (type, message) of an error reported inside the stream
     end: bool = False  # the format's own end-of-message event (Anthropic message_stop)
@@ -65,10 +77,10 @@ class Aggregator(Protocol):
 # per field); a text delta is nearly every chunk of every stream, so `content_info` fills the slots
 # directly (~0.45 us). Same result as EventInfo(content=True, text=text); tests check they are equal.
 _new_event_info = object.__new__
-(_set_content, _set_input, _set_output, _set_cached, _set_finish, _set_error, _set_end, _set_text) = (
-    getattr(EventInfo, name).__set__ for name in (
-        "content", "input_tokens", "output_tokens", "cached_input_tokens", "finish_reason", "error", "end",
-        "text"))
+(_set_content, _set_input, _set_output, _set_cached, _set_details, _set_finish, _set_error, _set_end,
+ _set_text) = (getattr(EventInfo, name).__set__ for name in (
+    "content", "input_tokens", "output_tokens", "cached_input_tokens", "details", "finish_reason", "error", "end",
+    "text"))
 
 
 def content_info(text: str) -> EventInfo:
@@ -78,6 +90,7 @@ def content_info(text: str) -> EventInfo:
     _set_input(info, None)
     _set_output(info, None)
     _set_cached(info, None)
+    _set_details(info, None)
     _set_finish(info, None)
     _set_error(info, None)
     _set_end(info, False)

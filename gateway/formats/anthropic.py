@@ -16,6 +16,7 @@ from gateway.formats import (
     NOTHING,
     EventInfo,
     Kind,
+    UsageDetails,
     check_bool,
     check_int,
     check_list,
@@ -370,7 +371,8 @@ def inspect(ev: SSEEvent) -> EventInfo:
         if type(reason) is not str:  # the engine reports it (span attribute, request record): a string only
             reason = None
         if token_count(usage.get("input_tokens")) is None:
-            return EventInfo(output_tokens=token_count(usage.get("output_tokens")), finish_reason=reason)
+            return EventInfo(output_tokens=token_count(usage.get("output_tokens")), details=_usage_details(usage),
+                             finish_reason=reason)
         return _usage_info(usage, reason)
     if kind == "message_start":
         usage = (data.get("message") or {}).get("usage")
@@ -409,5 +411,25 @@ def _usage_info(usage: Json, finish_reason: str | None) -> EventInfo:
         input_tokens=None if input_tokens is None else input_tokens + cache_read + cache_write,
         output_tokens=token_count(usage.get("output_tokens")),
         cached_input_tokens=cache_read,
+        details=_usage_details(usage),
         finish_reason=finish_reason,
     )
+
+
+def _usage_details(usage: Json) -> UsageDetails | None:
+    """Cache writes (`cache_creation_input_tokens`, split by TTL in `cache_creation`: ephemeral_5m/1h) and
+    thinking (`output_tokens_details.thinking_tokens`, part of output_tokens)."""
+    write = token_count(usage.get("cache_creation_input_tokens"))
+    long = None
+    creation = usage.get("cache_creation")
+    if type(creation) is dict:
+        long = token_count(creation.get("ephemeral_1h_input_tokens"))
+        if write is None and long is not None:  # the split without the total: the total is its sum
+            write = long + (token_count(creation.get("ephemeral_5m_input_tokens")) or 0)
+    reasoning = None
+    output = usage.get("output_tokens_details")
+    if type(output) is dict:
+        reasoning = token_count(output.get("thinking_tokens"))
+    if write is None and long is None and reasoning is None:
+        return None
+    return UsageDetails(cache_write_tokens=write, cache_write_long_tokens=long, reasoning_tokens=reasoning)

@@ -11,6 +11,7 @@ from gateway.clock import Clock, monotonic
 from gateway.config.model import GatewayConfig
 from gateway.engine import Engine, Hooks, Runtime
 from gateway.policies.cache import CachedAnswer, Coalescer, ResponseCache
+from gateway.pricing.catalog import unpriced_warnings
 from gateway.state import SharedAnswers, SharedLimiter, StateBackend
 from gateway.state.conversations import ConversationStore
 from gateway.telemetry import Telemetry
@@ -44,6 +45,8 @@ class Gateway:
         self.owns_state_backend = previous is None
         if previous is not None and config.state != previous.state_backend.config:
             log.warning("state (the shared state backend) changes take effect at the next restart")
+        for warning in unpriced_warnings(config):  # at start and at each reload: a 0 cost must not go unnoticed
+            log.warning("price: %s", warning)
         self.runtime: Runtime = Runtime(config, hooks=hooks, clock=clock,
                                previous=None if previous is None else previous.runtime)
         self.state_backend.attach(self.runtime.breakers)  # their openings are shared, when Redis is there

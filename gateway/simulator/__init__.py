@@ -24,6 +24,8 @@ A profile in YAML (every field optional; times in ms, outage windows in s since 
     midstream_error_rate: 0.01
     outages: [[30, 45]]
     require_key: sk-sim-1
+    prompt_cache: true                   # bill prompt-cache reads and writes as the APIs do (billing.py)
+    reasoning_tokens: 64                 # spent (and billed as output) when a request asks for reasoning
 """
 
 from gateway.simulator.profile import Latency, Outage, SimProfile, load_profile_file, parse_latency, parse_profile

@@ -177,7 +177,7 @@ class AnthropicEncoder:
             "id": self._id, "type": "message", "role": "assistant", "model": self._request.model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             # As the real API does, message_start reports one output token; message_delta has the total.
-            "usage": self._usage(1),
+            "usage": self._usage(1, final=False),
         }
         return sse("message_start", {"type": "message_start", "message": message})
 
@@ -196,8 +196,13 @@ class AnthropicEncoder:
         return _JSON_DELTA_HEAD + orjson.dumps(piece) + b"}}\n\n"
 
     def stream_close(self, output_tokens: int, finish: Finish) -> bytes:
+        usage: dict[str, Any] = {"output_tokens": output_tokens}  # cumulative, as the real API reports it
+        billing = self._request.billing
+        if billing is not None and billing.reasoning:
+            usage = {"output_tokens": output_tokens + billing.reasoning,
+                     "output_tokens_details": {"thinking_tokens": billing.reasoning}}
         delta = {"type": "message_delta", "delta": {"stop_reason": _STOP_REASONS[finish], "stop_sequence": None},
-                 "usage": {"output_tokens": output_tokens}}  # cumulative, as the real API reports it
+                 "usage": usage}
         return _BLOCK_STOP + sse("message_delta", delta) + _MESSAGE_STOP
 
     def stream_error(self, status: int) -> bytes:
@@ -205,6 +210,18 @@ class AnthropicEncoder:
         error = {"type": default_error_type(status), "message": message}
         return sse("error", {"type": "error", "error": error})
 
-    def _usage(self, output_tokens: int) -> dict[str, int]:
-        return {"input_tokens": self._request.input_tokens, "output_tokens": output_tokens,
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    def _usage(self, output_tokens: int, *, final: bool = True) -> dict[str, Any]:
+        # input_tokens excludes the cache reads and writes, reported apart (cache_creation split by TTL).
+        billing = self._request.billing
+        if billing is None:
+            return {"input_tokens": self._request.input_tokens, "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        usage: dict[str, Any] = {
+            "input_tokens": max(0, self._request.input_tokens - billing.cache_read - billing.cache_write),
+            "output_tokens": output_tokens + (billing.reasoning if final else 0),
+            "cache_creation_input_tokens": billing.cache_write, "cache_read_input_tokens": billing.cache_read,
+            "cache_creation": {"ephemeral_5m_input_tokens": billing.cache_write_5m,
+                               "ephemeral_1h_input_tokens": billing.cache_write_1h}}
+        if final and billing.reasoning:
+            usage["output_tokens_details"] = {"thinking_tokens": billing.reasoning}
+        return usage

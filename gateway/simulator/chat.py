@@ -6,11 +6,14 @@ import enum
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from gateway.simulator.answers import ToolCall
+
+if TYPE_CHECKING:
+    from gateway.simulator.billing import Billing
 
 
 class Finish(enum.Enum):
@@ -41,6 +44,7 @@ class ChatRequest:
     include_usage: bool = False  # OpenAI `stream_options.include_usage`
     tool: ToolCall | None = None  # the call this request is answered with (see `answers.choose_tool`)
     json_pieces: tuple[str, ...] | None = None  # a structured answer's tokens, else `tok0 tok1 ...` text
+    billing: Billing | None = None  # prompt-cache reads/writes and reasoning (gateway.simulator.billing)
 
     def text(self, output_tokens: int) -> str:
         """The whole text answer of `output_tokens` tokens."""

@@ -199,7 +199,19 @@ class OpenAIEncoder:
         error = _error(status, "The server had an error while processing your request (simulated).")
         return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
-    def _usage(self, output_tokens: int) -> dict[str, int]:
+    def _usage(self, output_tokens: int) -> dict[str, Any]:
         prompt = self._request.input_tokens
-        return {"prompt_tokens": prompt, "completion_tokens": output_tokens,
-                "total_tokens": prompt + output_tokens}
+        billing = self._request.billing
+        if billing is None:
+            return {"prompt_tokens": prompt, "completion_tokens": output_tokens,
+                    "total_tokens": prompt + output_tokens}
+        # prompt_tokens includes the cached and the newly cached tokens; completion_tokens includes reasoning.
+        completion = output_tokens + billing.reasoning
+        details: dict[str, int] = {"cached_tokens": billing.cache_read}
+        if billing.cache_write:
+            details["cache_write_tokens"] = billing.cache_write
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion, "prompt_tokens_details": details}
+        if billing.reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": billing.reasoning}
+        return usage

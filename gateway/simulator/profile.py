@@ -179,6 +179,8 @@ class SimProfile:
     hang: bool = False  # accept requests and never answer until the client goes away
     require_key: str | None = None  # if set, requests must carry this key
     models: tuple[str, ...] = ("sim-model",)  # what GET /v1/models lists
+    prompt_cache: bool = True  # cache prompts and bill reads and writes as the APIs do (see billing.py)
+    reasoning_tokens: int = 0  # reasoning a request that asks for it spends (billed as output, not streamed)
 
     def __post_init__(self) -> None:
         if self.output_tokens < 1:
@@ -198,6 +200,8 @@ class SimProfile:
             raise ValueError("require_key: must not be empty (omit it to accept any key)")
         if not self.models:
             raise ValueError("models: must not be empty")
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning_tokens: must be >= 0")
 
     def outage_at(self, elapsed_s: float) -> bool:
         return any(window.covers(elapsed_s) for window in self.outages)
@@ -224,6 +228,8 @@ class SimProfile:
             "hang": self.hang,
             "require_key": key if include_secrets or key is None else key_fingerprint(key),
             "models": list(self.models),
+            "prompt_cache": self.prompt_cache,
+            "reasoning_tokens": self.reasoning_tokens,
         }
 
 
@@ -405,4 +411,6 @@ _PROFILE_FIELDS: dict[str, Callable[[str, object], object]] = {
     "hang": _bool,
     "require_key": _optional_str,
     "models": _str_tuple,
+    "prompt_cache": _bool,
+    "reasoning_tokens": _int,
 }

@@ -13,6 +13,7 @@ stall); a mid-stream failure is then a server error after that wait, as for a no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from gateway.simulator.anthropic_wire import AnthropicDialect, count_tokens_body
+from gateway.simulator.billing import NO_BILLING, Billing, PromptCache, reasoning_tokens
 from gateway.simulator.chat import BadRequest, ChatRequest, Dialect, Finish, StreamEncoder
 from gateway.simulator.cloud_routes import CloudRoutes
 from gateway.simulator.control import add_uncounted_routes, same_key
@@ -74,6 +76,7 @@ class SimulatedProvider:
         self._epoch = 0.0  # loop time the outage clock counts from
         self._seq = 0  # numbers ids (chatcmpl-simN, msg_simN) deterministically
         self.clouds = CloudRoutes(self)  # Azure OpenAI, Bedrock and Vertex routes (gateway.simulator.cloud_routes)
+        self.prompt_cache = PromptCache()  # this provider's own: another provider has not seen its prompts
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class SimulatedProvider:
         self._rng.seed(self.seed)
         self._faults.reset()
         self._seq = 0
+        self.prompt_cache.reset()
         self._epoch = asyncio.get_running_loop().time()
 
     def elapsed_s(self) -> float:
@@ -207,6 +211,17 @@ class SimulatedProvider:
             return await self._error(request, dialect, seq, profile, 400, "Request body is not valid JSON.")
         return await serve(request, dialect, body, profile, seq)
 
+    def _bill(self, dialect: Dialect, body: Any, profile: SimProfile) -> Billing:
+        """Cache reads and writes (the prompt is cached as it arrives) and reasoning, in this request's format."""
+        anthropic = dialect is _ANTHROPIC
+        now = asyncio.get_running_loop().time()
+        billing = NO_BILLING
+        if profile.prompt_cache:
+            billing = (self.prompt_cache.bill_anthropic(body, now) if anthropic
+                       else self.prompt_cache.bill_openai(body, now))
+        reasoning = reasoning_tokens(body, anthropic, profile.reasoning_tokens)
+        return dataclasses.replace(billing, reasoning=reasoning) if reasoning else billing
+
     def _draw(self, profile: SimProfile) -> tuple[bool, bool, bool]:
         """Whether this request fails at once, stalls, and fails after its first token.
 
@@ -227,6 +242,7 @@ class SimulatedProvider:
         fails, stalls, breaks_midstream = self._draw(profile)
         if fails:
             return await self._fail(request, dialect, seq, profile)
+        chat = dataclasses.replace(chat, billing=self._bill(dialect, body, profile))
         plan = self._plan(profile, chat, stalls, breaks_midstream)
         encoder = dialect.encoder(chat, seq)
         headers = {dialect.request_id_header: f"req_sim{seq}"}

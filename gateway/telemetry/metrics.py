@@ -84,6 +84,9 @@ class GatewayMetrics:
         self.cost = self._counter(meter, "gateway.cost", "USD", "Cost of every attempt sent, winners and losers.")
         self.wasted_cost = self._counter(meter, "gateway.wasted_cost", "USD",
                                          "Cost of attempts that did not win: cancelled hedges and failed attempts.")
+        self.cost_parts = self._counter(meter, "gateway.cost.parts", "USD",
+                                        "Cost of every attempt sent, by part: uncached input, cache reads, cache "
+                                        "writes, output.")
         self.attempts = self._counter(meter, "gateway.attempts", "{attempt}", "Attempts by launch reason and outcome.")
         self.hedges_skipped = self._counter(meter, "gateway.hedges.skipped", "{hedge}",
                                             "Hedges not launched because the budget was spent.")
@@ -134,11 +137,19 @@ class GatewayMetrics:
         if attempt.outcome is Outcome.SKIPPED:
             return
         model = attempt.target.model
-        for token_type, count in (("input", attempt.billed_input_tokens), ("output", attempt.billed_output_tokens)):
+        usage = attempt.billed_usage
+        # The cache and reasoning counts only when there are some: each measurement costs 10-15 us, and most
+        # short requests have none.
+        counts = [("input", usage.input_tokens), ("output", usage.output_tokens)]
+        counts.extend((token_type, count) for token_type, count in (
+            ("cache_read", usage.cache_read_tokens), ("cache_write", usage.cache_write_tokens),
+            ("reasoning", usage.reasoning_tokens)) if count)
+        for token_type, count in counts:
             self.token_usage.record(count, self._cached(
                 ("tokens", provider, model, token_type, attempt.operation),
                 _token_attributes(attempt.operation, provider_kind, provider, model, token_type)))
-        cost = attempt.cost_usd
+        parts = attempt.cost
+        cost = parts.total_usd
 
         def cost_attributes() -> Attributes:
             return {n.REQUEST_MODEL: alias, n.PROVIDER: provider}
@@ -146,6 +157,10 @@ class GatewayMetrics:
         self.cost.add((alias, provider), cost, cost_attributes)
         if attempt.outcome is not Outcome.WON:
             self.wasted_cost.add((alias, provider), cost, cost_attributes)
+        for part, usd in (("input", parts.input_usd), ("cache_read", parts.cache_read_usd),
+                          ("cache_write", parts.cache_write_usd), ("output", parts.output_usd)):
+            if usd:
+                self.cost_parts.add((alias, provider, part), usd, _part_attributes(alias, provider, part))
 
     def hedge_skipped(self, alias: str, reason: str) -> None:
         self.hedges_skipped.add((alias, reason), 1, lambda: {n.REQUEST_MODEL: alias, n.HEDGE_SKIP_REASON: reason})
@@ -163,3 +178,7 @@ def _token_attributes(operation: str, provider_kind: str, provider: str, model: 
                       token_type: str) -> Callable[[], Attributes]:
     return lambda: {n.OPERATION: operation, n.PROVIDER_NAME: provider_kind, n.PROVIDER: provider,
                     n.REQUEST_MODEL: model, n.TOKEN_TYPE: token_type}
+
+
+def _part_attributes(alias: str, provider: str, part: str) -> Callable[[], Attributes]:
+    return lambda: {n.REQUEST_MODEL: alias, n.PROVIDER: provider, n.COST_PART: part}

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 from gateway.engine import Attempt, AttemptStarted, Outcome, RequestStarted, RequestSummary
+from gateway.pricing.catalog import catalog_name
+from gateway.pricing.usage import Cost
 from gateway.telemetry import names as n
 from gateway.wire import Json
 
@@ -23,15 +25,17 @@ def request_start(event: RequestStarted) -> Attrs:
 
 
 def request_end(record: RequestSummary) -> Attrs:
+    cost = record.cost
     attrs: Attrs = {
         n.ATTEMPTS: record.sent_attempts,
         n.HEDGED: record.hedged,
         n.HEDGES_SKIPPED: record.hedges_skipped,
-        n.COST_USD: record.cost_usd,
+        n.COST_USD: cost.total_usd,
         n.WASTED_COST_USD: record.wasted_cost_usd,
         n.HTTP_STATUS: record.status,
         n.RESUMED: record.resumed,
     }
+    _cost_parts(attrs, cost)
     if record.resumed:
         attrs[n.RESUMES] = record.resumes
         if record.resumed_at_tokens is not None:
@@ -85,19 +89,41 @@ def attempt_start(attempt: AttemptStarted | Attempt, provider_kind: str) -> Attr
     return attrs
 
 
+def _cost_parts(attrs: Attrs, cost: Cost) -> None:
+    attrs[n.COST_INPUT_USD] = cost.input_usd
+    attrs[n.COST_CACHE_READ_USD] = cost.cache_read_usd
+    attrs[n.COST_CACHE_WRITE_USD] = cost.cache_write_usd
+    attrs[n.COST_OUTPUT_USD] = cost.output_usd
+
+
 def attempt_end(attempt: Attempt) -> Attrs:
-    attrs: Attrs = {n.ATTEMPT_OUTCOME: str(attempt.outcome), n.COST_USD: attempt.cost_usd}
     if attempt.outcome is Outcome.SKIPPED:
-        attrs[n.SKIP_REASON] = attempt.skip_reason or "unknown"
-        attrs[n.BREAKER_STATE] = attempt.breaker_state
-        return attrs
+        return {n.ATTEMPT_OUTCOME: str(attempt.outcome), n.COST_USD: 0.0,
+                n.SKIP_REASON: attempt.skip_reason or "unknown", n.BREAKER_STATE: attempt.breaker_state}
+    cost = attempt.cost
+    usage = attempt.billed_usage
+    attrs: Attrs = {n.ATTEMPT_OUTCOME: str(attempt.outcome), n.COST_USD: cost.total_usd}
+    _cost_parts(attrs, cost)
+    source = attempt.target.price.source
+    attrs[n.PRICE_SOURCE] = source
+    if "catalog" in source:
+        attrs[n.PRICE_CATALOG] = catalog_name()
     if attempt.queue_wait_s:
         attrs[n.QUEUE_WAIT_MS] = attempt.queue_wait_s * 1000
-    attrs[n.INPUT_TOKENS] = attempt.billed_input_tokens
-    attrs[n.OUTPUT_TOKENS] = attempt.billed_output_tokens
+    attrs[n.INPUT_TOKENS] = usage.input_tokens
+    attrs[n.OUTPUT_TOKENS] = usage.output_tokens
     attrs[n.USAGE_ESTIMATED] = attempt.usage_estimated
-    if attempt.cached_input_tokens is not None:
-        attrs[n.CACHE_READ_TOKENS] = attempt.cached_input_tokens
+    # As billed: the provider's figures, or for an attempt cut before its usage the expected split.
+    if attempt.cached_input_tokens is not None or usage.cache_read_tokens:
+        attrs[n.CACHE_READ_TOKENS] = usage.cache_read_tokens
+    if attempt.cache_write_tokens is not None or usage.cache_write_tokens:
+        attrs[n.CACHE_WRITE_TOKENS] = usage.cache_write_tokens
+    if usage.cache_write_long_tokens:
+        attrs[n.CACHE_WRITE_LONG_TOKENS] = usage.cache_write_long_tokens
+    if attempt.reasoning_tokens is not None:
+        attrs[n.REASONING_TOKENS] = attempt.reasoning_tokens
+    if attempt.expected is not None and attempt.expected.cache != "none":
+        attrs[n.PROMPT_CACHE_EXPECTED] = attempt.expected.cache
     if attempt.response_model is not None:
         attrs[n.RESPONSE_MODEL] = attempt.response_model
     if attempt.finish_reason is not None:

@@ -17,7 +17,7 @@ import pytest
 from anthropic.types import Message
 
 from gateway.errors import FailureKind, GatewayError, ProviderError
-from gateway.formats import NOTHING, EventInfo
+from gateway.formats import NOTHING, EventInfo, UsageDetails
 from gateway.formats import anthropic as fmt
 from gateway.wire import Json, SSEEvent
 from tests.claude_code import CLAUDE_CODE_BODY
@@ -359,7 +359,8 @@ def test_error_event_mid_stream_raises_in_the_sdk() -> None:
 def test_inspect_text_stream() -> None:
     infos = [fmt.inspect(ev) for ev in TEXT_STREAM]
     # message_start: prompt tokens include cache reads and writes; output_tokens is the running total
-    assert infos[0] == EventInfo(input_tokens=1120, output_tokens=1, cached_input_tokens=1000)
+    assert infos[0] == EventInfo(input_tokens=1120, output_tokens=1, cached_input_tokens=1000,
+                                 details=UsageDetails(cache_write_tokens=100))
     assert infos[1] is NOTHING and infos[2] is NOTHING and infos[5] is NOTHING  # empty block start, ping, stop
     assert infos[3] == EventInfo(content=True, text="Hello")
     assert infos[4] == EventInfo(content=True, text=", world")
@@ -390,7 +391,7 @@ def test_inspect_message_delta_with_full_usage() -> None:
     # Newer API versions repeat the input counts in message_delta (they can grow with server tools).
     ev = message_delta("end_turn", 40, input_tokens=30, cache_read_input_tokens=5, cache_creation_input_tokens=2)
     assert fmt.inspect(ev) == EventInfo(input_tokens=37, output_tokens=40, cached_input_tokens=5,
-                                        finish_reason="end_turn")
+                                        details=UsageDetails(cache_write_tokens=2), finish_reason="end_turn")
 
 
 def test_inspect_server_tool_blocks_are_content() -> None:

@@ -17,7 +17,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from gateway.errors import GatewayError
-from gateway.formats import NOTHING, EventInfo, content_info
+from gateway.formats import NOTHING, EventInfo, UsageDetails, content_info
 from gateway.formats import openai as fmt
 from gateway.wire import Json, SSEEvent
 
@@ -363,7 +363,8 @@ def test_inspect_text_stream() -> None:
     assert [i.content for i in infos] == [False, True, True, False, False]
     assert "".join(i.text for i in infos) == "Hello, world"
     assert infos[3] == EventInfo(finish_reason="stop")
-    assert infos[4] == EventInfo(input_tokens=1200, output_tokens=9, cached_input_tokens=1024)
+    assert infos[4] == EventInfo(input_tokens=1200, output_tokens=9, cached_input_tokens=1024,
+                                 details=UsageDetails(reasoning_tokens=0))
     assert not any(i.end or i.error for i in infos)
 
 
