@@ -188,7 +188,13 @@ class AttemptRun:
             if not self._complete:
                 raise ProviderError(FailureKind.FAULT, f"{self.provider}: stream ended before the answer was "
                                     "complete", error_type="incomplete_stream") from None
-            return self._translator.finish()
+            try:
+                return self._translator.finish()
+            except ProviderError:
+                raise
+            except Exception as exc:  # the closing events are built from provider data (e.g. its usage)
+                raise ProviderError(FailureKind.FAULT, f"{self.provider}: malformed end of stream "
+                                    f"({type(exc).__name__})", error_type="bad_response") from None
         except ProviderError:
             self._done = True
             raise
@@ -211,7 +217,7 @@ class AttemptRun:
             except Exception as exc:  # valid JSON of the wrong shape (`"choices": "x"`, a null choice...)
                 self._done = True
                 log.warning("attempt %s: malformed event %s", self.target.label,
-                            self._provider.redact(repr(ev.data)[:300]), exc_info=True)
+                            self._provider.redact(repr(ev.data))[:300], exc_info=True)
                 raise ProviderError(FailureKind.FAULT, f"{self.provider}: malformed event in stream "
                                     f"({type(exc).__name__})", error_type="bad_response") from None
         return out

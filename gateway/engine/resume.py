@@ -121,7 +121,8 @@ class ResumingStream(StreamingWinner):
             return False
         record = self._race.record
         while self._resumes_left > 0:
-            if not self._race.rt.resume_budget(self._race.route).try_spend():
+            budget = self._race.rt.resume_budget(self._race.route)
+            if not budget.has_room():  # spent below, only once a resume is really launched
                 self._race.rt.hooks.hedge_skipped(HedgeSkipped(record.request_id, record.alias, "resume_budget"))
                 return False
             # The output so far: what was billed, or the text's estimate where a provider reported less (an
@@ -130,6 +131,7 @@ class ResumingStream(StreamingWinner):
             launched = launch_resume(self._race, cut, self._failed_providers, used)
             if launched is None:
                 return False
+            budget.try_spend()
             run, strip = launched
             self._resumes_left -= 1
             record.resumes += 1

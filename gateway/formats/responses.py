@@ -12,8 +12,6 @@ Every stream event carries a `sequence_number`, and the terminal one (`response.
 
 from __future__ import annotations
 
-import orjson
-
 from gateway.errors import GatewayError
 from gateway.formats import (
     MISSING,
@@ -35,6 +33,7 @@ from gateway.formats import (
     invalid,
     token_count,
 )
+from gateway.formats.guard import encode_json, malformed_answer, whole_answer
 from gateway.formats.openai import W
 from gateway.formats.openai import error_body as openai_error_body
 from gateway.wire import Json, SSEEvent
@@ -231,9 +230,15 @@ def _validate_text(text: object) -> None:
 
 
 def encode_event(ev: SSEEvent) -> bytes:
-    """One SSE frame with its `event:` line, as the API writes them (clients key on `data.type` too)."""
-    name = ev.event or ev.data.get("type") or "message"
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(ev.data) + b"\n\n"
+    """One SSE frame with its `event:` line, as the API writes them (clients key on `data.type` too). A name
+    that could break the framing (not a string, a line break in it) is never written; ProviderError if a
+    provider's event cannot be written again (see `gateway.formats.guard`)."""
+    name = ev.event
+    if not name or "\n" in name or "\r" in name:
+        name = ev.data.get("type")
+        if type(name) is not str or not name or "\n" in name or "\r" in name:
+            name = "message"
+    return b"event: " + name.encode() + b"\ndata: " + encode_json(ev.data) + b"\n\n"
 
 
 def error_body(err: GatewayError) -> Json:
@@ -300,8 +305,13 @@ def _terminal_info(response: Json) -> EventInfo:
     reason = str(details) if details else str(response.get("status") or "completed")
     if not usage:
         return EventInfo(finish_reason=reason, end=True)
-    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
-    return EventInfo(input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
+    if type(usage) is not dict:
+        return EventInfo(finish_reason=reason, end=True)
+    inputs = usage.get("input_tokens_details")
+    cached = token_count(inputs.get("cached_tokens")) if type(inputs) is dict else None
+    # Provider numbers, trusted only as sane counts (else missing: estimated and flagged downstream).
+    return EventInfo(input_tokens=token_count(usage.get("input_tokens")),
+                     output_tokens=token_count(usage.get("output_tokens")),
                      cached_input_tokens=cached, details=_usage_details(usage), finish_reason=reason, end=True)
 
 
@@ -336,22 +346,35 @@ class Aggregator:
     def __init__(self) -> None:
         self._response: Json = {}
         self._items: dict[int, Json] = {}
+        self._broken: str | None = None  # why the answer cannot be assembled
 
     def feed(self, ev: SSEEvent) -> None:
+        if self._broken is not None:
+            return
+        try:
+            self._feed(ev)
+        except Exception as exc:  # a field of a type nothing here can read: the answer cannot be assembled
+            self._broken = f"{type(exc).__name__} in an event"
+
+    def _feed(self, ev: SSEEvent) -> None:
         data = ev.data
         kind = data.get("type") or ev.event
         if kind == "response.output_item.done":
             item = data.get("item")
-            if type(item) is dict:
-                self._items[data.get("output_index", len(self._items))] = item
+            index = data.get("output_index", len(self._items))
+            if type(item) is dict and type(index) is int:
+                self._items[index] = item
         elif kind in TERMINAL_EVENTS or kind in ("response.created", "response.in_progress"):
             response = data.get("response")
             if type(response) is dict:
                 self._response = response
 
     def result(self) -> Json:
+        """The answer; ProviderError if the events could not be assembled into one."""
+        if self._broken is not None:
+            raise malformed_answer(self._broken)
         response = dict(self._response)
         response.setdefault("object", "response")
         if not response.get("output"):
             response["output"] = [self._items[i] for i in sorted(self._items)]
-        return response
+        return whole_answer(response)

@@ -3,6 +3,6 @@ delays (consulted by the engine), and the response cache, coalescing and rate li
 at the door).
 
 Each policy is plain frozen options plus a small synchronous runtime that reads time from an injectable
-`Clock`, so tests drive it exactly. Policies never block, never log and never trace: the event loop calls
-them inline, and the few events worth reporting go out through optional callbacks.
+`Clock`, so tests drive it exactly. Policies never block and never trace: the event loop calls them inline,
+and the few events worth reporting go out through optional callbacks (a callback that fails is logged).
 """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -235,7 +236,10 @@ class CircuitBreaker:
         events, self._pending = self._pending, []
         for old, new in events:
             for listener in self._listeners:
-                listener(self.name, old, new)
+                try:
+                    listener(self.name, old, new)
+                except Exception:  # an observer (logging, replication) must never fail the attempt it follows
+                    logging.getLogger("gateway.breaker").exception("breaker listener failed")
 
     def add_listener(self, listener: StateChangeCallback) -> None:
         """Also call `listener(name, old, new)` on every state change (once, however often it is added)."""

@@ -34,7 +34,7 @@ class BudgetOptions:
 
 
 class HedgeBudget:
-    """Global hedge budget. Call from the event loop thread; every call is O(1) and never blocks."""
+    """One alias's hedge budget. Call from the event loop thread; every call is O(1) and never blocks."""
 
     def __init__(self, options: BudgetOptions, *, clock: Clock = monotonic) -> None:
         self.options = options

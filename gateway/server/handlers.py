@@ -73,39 +73,33 @@ async def coalesced(scope: RequestScope, body: Json, key: str,
         except GatewayError as err:
             return scope.reject(err)
         return await replay(answer, "coalesced")
-    # The first caller: its record is the flight's, which runs in the coalescer's own task (a caller that
-    # leaves does not cancel it for the others) and finishes the record there.
-    scope.hand_off()
+    # The first caller: the flight runs in the coalescer's own task (a caller that leaves does not cancel it
+    # for the others) and records its attempts on this caller's record, which this scope finishes as usual:
+    # after the answer is written, or when the caller leaves (then as a 499; the flight goes on for the others).
     try:
         answer = await coalescer.run(key, lambda: flight(scope, body, key))
     except GatewayError as err:
-        return scope.error_response(err)  # the flight recorded it
+        return scope.error_response(err)  # the flight recorded it on this scope's record
     return await write_body(scope, first_body(answer), {**dict(answer.headers), **scope.headers(),
                                                         "x-gateway-cache": "miss"})
 
 
 async def flight(scope: RequestScope, body: Json, key: str) -> CachedAnswer:
     """One upstream race whose answer every identical concurrent request shares, and the cache keeps."""
-    try:
-        async with asyncio.TaskGroup() as tg:
-            try:  # inside the group: TaskGroup would wrap an error from its body in an ExceptionGroup
-                result = await scope.gw.engine.run(scope.record, body, tg, scope.deadline,
-                                                   forward_headers=scope.codec.forward_headers(scope.request.headers))
-            except GatewayError as err:
-                scope.failed(err)
-                failure: GatewayError | None = err
-            else:
-                failure = None
-                assert isinstance(result, Completed)
-                answer = CachedAnswer(orjson.dumps(result.body), result.target.provider, result.target.model,
-                                      tuple(winner_headers(result).items()))
-                # Awaited (bounded by the state timeout): once this caller has its answer, so has every replica.
-                await scope.gw.answers.put(scope.record.alias, key, answer)
-    except asyncio.CancelledError:
-        scope.client_left()
-        raise
-    finally:
-        await scope.finish()
+    async with asyncio.TaskGroup() as tg:
+        try:  # inside the group: TaskGroup would wrap an error from its body in an ExceptionGroup
+            result = await scope.gw.engine.run(scope.record, body, tg, scope.deadline,
+                                               forward_headers=scope.codec.forward_headers(scope.request.headers))
+        except GatewayError as err:
+            scope.failed(err)
+            failure: GatewayError | None = err
+        else:
+            failure = None
+            assert isinstance(result, Completed)
+            answer = CachedAnswer(orjson.dumps(result.body), result.target.provider, result.target.model,
+                                  tuple(winner_headers(result).items()))
+            # Awaited (bounded by the state timeout): once this caller has its answer, so has every replica.
+            await scope.gw.answers.put(scope.record.alias, key, answer)
     if failure is not None:
         raise failure
     return answer

@@ -55,7 +55,6 @@ class RequestScope:
         self.limits: RateLimitOptions | None = None  # set when admitted: a reservation to settle
         self.token_estimate = 0
         self.responded = False  # an answer (or error) was written: a cancellation after it is not a 499
-        self._handed_off = False
         self._finished = False
 
     async def __aenter__(self) -> RequestScope:
@@ -65,10 +64,9 @@ class RequestScope:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            if not self._handed_off:  # else the flight that took the record over decides its status
-                if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and not self.responded:
-                    self.client_left()
-                await self.finish()
+            if exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and not self.responded:
+                self.client_left()
+            await self.finish()
         finally:
             self.gw.leave()
 
@@ -83,7 +81,7 @@ class RequestScope:
         self.key, self.limits, self.token_estimate, self.deadline = key, limits, token_estimate, deadline
         self.gw.hooks.request_started(RequestStarted(
             record.request_id, record.alias, record.door, record.endpoint, record.stream, record.started,
-            record.trace_id, self.request.headers, body, cache, record.key_name))
+            record.trace_id, _trace_headers(self.request.headers), body, cache, record.key_name))
 
     def set_cache(self, how: str) -> None:
         self.record.cache = how
@@ -112,10 +110,6 @@ class RequestScope:
         """The headers every answer carries: the request id names this request in logs and traces."""
         return {"x-gateway-request-id": str(self.record.request_id)}
 
-    def hand_off(self) -> None:
-        """Someone else (a coalesced flight, in its own task) finishes this request's record: see `finish`."""
-        self._handed_off = True
-
     # ---- the end ------------------------------------------------------------------------------------------
 
     async def finish(self) -> None:
@@ -134,6 +128,11 @@ class RequestScope:
                 await self.gw.limiter.settle(key_id(self.key), limits, self.token_estimate, used)
         finally:
             self.gw.hooks.request_finished(record.summary(self.gw.clock()))
+
+
+def _trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The W3C trace context of the request: all an observer gets of its headers (never the gateway key)."""
+    return {name: value for name in ("traceparent", "tracestate") if (value := headers.get(name)) is not None}
 
 
 def key_id(key: ApiKey | None) -> str:

@@ -134,3 +134,33 @@ def test_validation_lets_what_a_native_provider_judges_through() -> None:
             "previous_response_id": "resp_1", "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k"}
     assert validate_request(body) is body
     assert validate_request({"model": "m", "previous_response_id": "resp_1"})  # the input may all be stored
+
+
+def test_provider_garbage_never_breaks_the_responses_framing_or_its_counts() -> None:
+    """Regressions: a native provider's events pass through this codec; garbage in them is a provider fault
+    (ProviderError), never a broken frame, a crash, or an untrusted count."""
+    import pytest
+
+    from gateway.errors import ProviderError
+    from gateway.formats import responses
+    from gateway.wire import SSEEvent
+
+    framed = responses.encode_event(SSEEvent({"type": "a\ninjected: 1", "x": 1}))
+    assert framed.startswith(b"event: message\ndata: ") and framed.count(b"\n\n") == 1
+    assert responses.encode_event(SSEEvent({"type": 7})).startswith(b"event: message\n")
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(300):
+        node["a"] = node = {}
+    with pytest.raises(ProviderError):
+        responses.encode_event(SSEEvent({"type": "response.output_text.delta", "deep": deep}))
+    done = {"type": "response.completed", "response": {"status": "completed", "output": [],
+                                                        "usage": {"input_tokens": "12", "output_tokens": 1e300,
+                                                                  "input_tokens_details": {"cached_tokens": -5}}}}
+    info = responses.inspect(SSEEvent(done))
+    assert (info.input_tokens, info.output_tokens, info.cached_input_tokens) == (None, None, None) and info.end
+    aggregator = responses.Aggregator()
+    aggregator.feed(SSEEvent({"type": "response.output_item.done", "output_index": [1], "item": {"type": "x"}}))
+    aggregator.feed(SSEEvent({"type": "response.output_item.done", "output_index": "0", "item": {"type": "y"}}))
+    aggregator.feed(SSEEvent(done))
+    assert aggregator.result()["output"] == []  # items without a usable index are left out, never a TypeError
