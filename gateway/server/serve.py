@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import shutil
@@ -55,6 +56,7 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None)
     await site.start()
+    settle_garbage_collector()
     log.info("gateway listening on http://%s:%d (%d models, %d providers, pid %d)", host, port,
              len(config.models), len(config.providers), os.getpid())
     stop = asyncio.Event()
@@ -74,6 +76,23 @@ async def serve(config: GatewayConfig, host: str, port: int, *, config_path: str
     await asyncio.gather(*reloads, return_exceptions=True)
     await runner.cleanup()  # stops listening, waits for running requests, then cancels what remains
     log.info("stopped")
+
+
+# Young-generation collections every this many container allocations (CPython's default: 700). A request
+# allocates a few thousand objects, nearly all gone when it ends: collecting every 700 only re-walks the
+# survivors, and each run promotes work towards the costly full collections.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Once the gateway is up: everything built at start (config, imported modules, the price catalog's tens of
+    thousands of entries) moves out of the collector's way (`gc.freeze`), and young collections run less often.
+    Measured with `python -m loadtest perf`-style wrk runs against one pinned worker: full collections walking
+    the start-up objects had halved the throughput (987 req/s; 2,159 frozen; 2,397 with the threshold too)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def supervise(workers: int, argv: Sequence[str], state: StateConfig | None = None) -> int:
