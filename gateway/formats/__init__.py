@@ -30,6 +30,24 @@ class UsageDetails:
     reasoning_tokens: int | None = None  # output tokens spent reasoning (included in output_tokens)
 
 
+def openai_usage_details(inputs: object, outputs: object) -> UsageDetails | None:
+    """The cache writes and reasoning of an OpenAI-style usage report, from its input details
+    (`cache_write_tokens`, split by TTL in `cache_write_tokens_details`) and its output details
+    (`reasoning_tokens`): Chat Completions names them prompt/completion_tokens_details, the Responses API
+    input/output_tokens_details. None when it reports neither."""
+    write = long = reasoning = None
+    if type(inputs) is dict:
+        write = token_count(inputs.get("cache_write_tokens"))
+        ttl = inputs.get("cache_write_tokens_details")
+        if type(ttl) is dict:
+            long = token_count(ttl.get("ttl_12h_tokens"))
+    if type(outputs) is dict:
+        reasoning = token_count(outputs.get("reasoning_tokens"))
+    if write is None and long is None and reasoning is None:
+        return None
+    return UsageDetails(cache_write_tokens=write, cache_write_long_tokens=long, reasoning_tokens=reasoning)
+
+
 @dataclass(frozen=True, slots=True)
 class EventInfo:
     """What one provider stream event means to the engine (hedging, usage, cost, end of stream)."""

@@ -14,7 +14,6 @@ from gateway.formats import (
     NOTHING,
     EventInfo,
     Kind,
-    UsageDetails,
     check_bool,
     check_int,
     check_list,
@@ -27,6 +26,7 @@ from gateway.formats import (
     content_info,
     field,
     invalid,
+    openai_usage_details,
     token_count,
 )
 from gateway.formats.guard import encode_json
@@ -362,28 +362,10 @@ def inspect(ev: SSEEvent) -> EventInfo:
         input_tokens=token_count(usage.get("prompt_tokens")),
         output_tokens=token_count(usage.get("completion_tokens")),
         cached_input_tokens=token_count(details.get("cached_tokens")) if type(details) is dict else None,
-        details=_usage_details(usage, details),
+        details=openai_usage_details(details, usage.get("completion_tokens_details")),
         finish_reason=finish_reason,
         text=text,
     )
-
-
-def _usage_details(usage: Json, prompt: object) -> UsageDetails | None:
-    """Cache writes (`prompt_tokens_details.cache_write_tokens`, with a TTL split where reported) and reasoning
-    (`completion_tokens_details.reasoning_tokens`). prompt_tokens includes cache reads and writes, and
-    completion_tokens includes reasoning: these say how much of each is billed at another price."""
-    write = long = reasoning = None
-    if type(prompt) is dict:
-        write = token_count(prompt.get("cache_write_tokens"))
-        ttl = prompt.get("cache_write_tokens_details")
-        if type(ttl) is dict:
-            long = token_count(ttl.get("ttl_12h_tokens"))
-    completion = usage.get("completion_tokens_details")
-    if type(completion) is dict:
-        reasoning = token_count(completion.get("reasoning_tokens"))
-    if write is None and long is None and reasoning is None:
-        return None
-    return UsageDetails(cache_write_tokens=write, cache_write_long_tokens=long, reasoning_tokens=reasoning)
 
 
 def _error_info(error: object) -> EventInfo:

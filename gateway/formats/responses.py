@@ -18,7 +18,6 @@ from gateway.formats import (
     NOTHING,
     EventInfo,
     Kind,
-    UsageDetails,
     check_bool,
     check_int,
     check_list,
@@ -31,6 +30,7 @@ from gateway.formats import (
     content_info,
     field,
     invalid,
+    openai_usage_details,
     token_count,
 )
 from gateway.formats.guard import encode_json, malformed_answer, whole_answer
@@ -312,26 +312,9 @@ def _terminal_info(response: Json) -> EventInfo:
     # Provider numbers, trusted only as sane counts (else missing: estimated and flagged downstream).
     return EventInfo(input_tokens=token_count(usage.get("input_tokens")),
                      output_tokens=token_count(usage.get("output_tokens")),
-                     cached_input_tokens=cached, details=_usage_details(usage), finish_reason=reason, end=True)
-
-
-def _usage_details(usage: Json) -> UsageDetails | None:
-    """As Chat Completions reports them (input_tokens includes the cache, output_tokens the reasoning), under
-    `input_tokens_details` (cache_write_tokens, split by TTL in cache_write_tokens_details) and
-    `output_tokens_details.reasoning_tokens`."""
-    write = long = reasoning = None
-    inputs = usage.get("input_tokens_details")
-    if type(inputs) is dict:
-        write = token_count(inputs.get("cache_write_tokens"))
-        ttl = inputs.get("cache_write_tokens_details")
-        if type(ttl) is dict:
-            long = token_count(ttl.get("ttl_12h_tokens"))
-    outputs = usage.get("output_tokens_details")
-    if type(outputs) is dict:
-        reasoning = token_count(outputs.get("reasoning_tokens"))
-    if write is None and long is None and reasoning is None:
-        return None
-    return UsageDetails(cache_write_tokens=write, cache_write_long_tokens=long, reasoning_tokens=reasoning)
+                     cached_input_tokens=cached,
+                     details=openai_usage_details(inputs, usage.get("output_tokens_details")),
+                     finish_reason=reason, end=True)
 
 
 # ---------------------------------------------------------------- aggregation
