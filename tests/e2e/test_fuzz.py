@@ -40,6 +40,7 @@ from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.simulator import SimulatedProvider
 from tests.e2e.harness import GATEWAY_KEY, Running, running
+from tests.e2e.raw_http import Reply, exchange, parse_reply
 from tests.e2e.rogue_upstream import (
     ANTHROPIC_HEAD,
     ANTHROPIC_TAIL,
@@ -158,52 +159,6 @@ def fuzz() -> Iterator[Fuzz]:
 
 # --------------------------------------------------------------------------------------- raw HTTP client
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-async def _exchange(port: int, request: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    received = bytearray()
-    try:
-        writer.write(request)
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            while chunk := await reader.read(65536):
-                received += chunk
-    except ConnectionResetError:
-        pass  # e.g. the server answered early (413) and closed with part of our body unread
-    finally:
-        writer.transport.abort()
-    return bytes(received)
-
-
-def _parse(raw: bytes) -> Reply:
-    while raw.startswith(b"HTTP/1.1 1"):  # interim responses (100 Continue): the final one follows
-        raw = raw.partition(b"\r\n\r\n")[2]
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    assert sep, f"no complete response: {raw[:300]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding") == "chunked":
-        body = bytearray()
-        while True:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                break
-            body += rest[:size]
-            rest = rest[size + 2:]
-        return Reply(status, headers, bytes(body))
-    return Reply(status, headers, rest)
-
-
 def send(env: Fuzz, test: str, method: str, path: str, body: bytes,
          headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
     """One request with a correct Content-Length and `Connection: close`; any other header bytes as given."""
@@ -213,7 +168,7 @@ def send(env: Fuzz, test: str, method: str, path: str, body: bytes,
     request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                f"Content-Length: {len(body)}\r\n").encode() + b"".join(
         name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
-    reply = _parse(env.run(_exchange(env.port, request)))
+    reply = parse_reply(env.run(exchange(env.port, request, REQUEST_TIMEOUT_S)))
     if test != "healthz":
         STATUSES[reply.status] += 1
     return reply

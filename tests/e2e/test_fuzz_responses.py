@@ -29,13 +29,11 @@ from gateway.formats import openai as openai_format
 from gateway.formats import responses as responses_format
 from gateway.simulator import SimulatedProvider
 from tests.e2e.harness import GATEWAY_KEY, Running, running
+from tests.e2e.raw_http import Reply, exchange, parse_reply
 from tests.e2e.responses_harness import responses_config
 from tests.e2e.test_fuzz import (
     REQUEST_TIMEOUT_S,
     ErrorLog,
-    Reply,
-    _exchange,
-    _parse,
     assert_error_shape,
     encode,
     examples,
@@ -100,7 +98,7 @@ def env() -> Iterator[Env]:
 def send(env: Env, method: str, path: str, body: bytes) -> Reply:
     request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
                f"content-type: application/json\r\nauthorization: Bearer {GATEWAY_KEY}\r\n\r\n").encode() + body
-    return _parse(env.run(_exchange(env.port, request)))
+    return parse_reply(env.run(exchange(env.port, request, REQUEST_TIMEOUT_S)))
 
 
 def assert_answer(reply: Reply, stream: bool) -> None:

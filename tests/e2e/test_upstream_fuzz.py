@@ -44,6 +44,7 @@ from gateway.server import Gateway, build_app
 from gateway.server.connections import GatewayRunner
 from gateway.telemetry import setup_telemetry
 from tests.e2e.harness import GATEWAY_KEY
+from tests.e2e.raw_http import Reply, exchange, parse_reply
 from tests.e2e.rogue_upstream import RogueUpstream, anthropic_event, healthy
 from tests.e2e.upstream_frames import ANTHROPIC_BASE, OPENAI_BASE, Frames, mangled_streams
 
@@ -158,54 +159,6 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
 
 # --------------------------------------------------------------------------------------- raw HTTP client
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-async def _exchange(port: int, request: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    received = bytearray()
-    try:
-        writer.write(request)
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            while chunk := await reader.read(65536):
-                received += chunk
-    except ConnectionResetError:
-        pass  # judged below: whatever arrived must still be a complete response
-    finally:
-        writer.transport.abort()
-    return bytes(received)
-
-
-def parse_reply(raw: bytes) -> Reply:
-    """A complete HTTP/1.1 response, or an AssertionError saying how it is incomplete."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    assert sep, f"no complete response head: {raw[:300]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding") != "chunked":
-        length = int(headers.get("content-length", "0"))
-        assert len(rest) == length, f"body cut: {len(rest)} of {length} bytes"
-        return Reply(status, headers, rest)
-    body = bytearray()
-    while True:
-        size_line, sep, rest = rest.partition(b"\r\n")
-        assert sep, f"stream cut mid-chunk (no last chunk) after {bytes(body[-300:])!r}"
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            return Reply(status, headers, bytes(body))
-        assert len(rest) >= size + 2, f"stream cut mid-chunk after {bytes(body[-300:])!r}"
-        body += rest[:size]
-        rest = rest[size + 2:]
-
-
 def ask(fuzz: Fuzz, door: str, alias: str, stream: bool, content: str) -> Reply:
     body = {"model": alias, "max_tokens": 20, "stream": stream, "messages": [{"role": "user", "content": content}]}
     if door == "openai" and stream:
@@ -214,7 +167,7 @@ def ask(fuzz: Fuzz, door: str, alias: str, stream: bool, content: str) -> Reply:
     auth = f"x-api-key: {GATEWAY_KEY}" if door == "anthropic" else f"Authorization: Bearer {GATEWAY_KEY}"
     request = (f"POST {PATHS[door]} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n"
                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
-    return parse_reply(fuzz.run(_exchange(fuzz.port, request)))
+    return parse_reply(fuzz.run(exchange(fuzz.port, request, REQUEST_TIMEOUT_S)))
 
 
 # ------------------------------------------------------------------------------------------- properties
@@ -277,7 +230,7 @@ def test_mangled_upstream_streams(fuzz: Fuzz, case: tuple[str, Frames, str, bool
     if cached:  # whatever was stored is served again, in the other mode
         check(fuzz, door, alias, not stream, content)
     assert fuzz.errors.records == [], fuzz.errors.records
-    health = parse_reply(fuzz.run(_exchange(fuzz.port, HEALTHZ)))
+    health = parse_reply(fuzz.run(exchange(fuzz.port, HEALTHZ, REQUEST_TIMEOUT_S)))
     assert health.status == 200
 
 
