@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from ddsketch.ddsketch import BaseDDSketch
@@ -82,7 +82,7 @@ def flat(bins: Mapping[int, int]) -> list[int]:
     return [n for item in bins.items() for n in item]
 
 
-def unflat(values: list[object]) -> Bins:
+def unflat(values: Sequence[object]) -> Bins:
     return checked_bins(zip(values[0::2], values[1::2], strict=False))
 
 
