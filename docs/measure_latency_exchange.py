@@ -41,7 +41,7 @@ def fill(window: SharedWindow, now: float, rng: random.Random) -> None:
 
 
 def cpu_ms(started: float, n: int) -> float:
-    return round((time.process_time() - started) / n * 1000, 3)
+    return (time.process_time() - started) / n * 1000
 
 
 async def measure(url: str, windows: int, exchanges: int) -> dict[str, float]:
@@ -109,7 +109,7 @@ def main() -> None:
             proc.kill()
             proc.wait()
     for name, value in results.items():
-        print(f"{name}: {value:g}")
+        print(f"{name}: {value:.3g}")
 
 
 if __name__ == "__main__":
