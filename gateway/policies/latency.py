@@ -12,8 +12,12 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock, monotonic
+
+if TYPE_CHECKING:
+    from gateway.policies.sketch import SharedQuantiles
 
 # delay_s() runs for every request, the quantile sorts up to max_samples values: reuse the last result
 # until this much time has passed or this share of the samples is new (Finagle recomputes every 3 s).
@@ -60,9 +64,13 @@ class LatencyTracker:
     96 ms.
     """
 
-    def __init__(self, options: AdaptiveDelayOptions, *, clock: Clock = monotonic) -> None:
+    def __init__(self, options: AdaptiveDelayOptions, *, clock: Clock = monotonic,
+                 shared: SharedQuantiles | None = None) -> None:
+        """`shared`: the target's window shared with other replicas or workers (`gateway.policies.sketch`);
+        while it answers, the delay is its quantile, else this window's."""
         self.options = options
         self._clock = clock
+        self._shared = shared
         # (recorded at, latency_s), oldest first; the ring drops the oldest when full.
         self._samples: deque[tuple[float, float]] = deque(maxlen=options.max_samples)
         self._recorded = 0  # samples ever recorded, to tell how many are new since the last compute
@@ -111,8 +119,17 @@ class LatencyTracker:
         # fallback to the quantile happens at the very sample that reaches min_samples.
         return new >= max(1.0, _RECOMPUTE_NEW_SHARE * self._count_at_compute)
 
+    def shared_quantile_s(self) -> float | None:
+        """The quantile of the shared window, if there is one, it is current and it has min_samples."""
+        if self._shared is None:
+            return None
+        o = self.options
+        return self._shared.quantile_s(o.quantile, min_samples=o.min_samples, window_s=o.window_s)
+
     def _compute_delay_s(self) -> float:
-        q = self.quantile_s()
+        q = self.shared_quantile_s()
+        if q is None:
+            q = self.quantile_s()
         if q is None:
             return self.options.fallback_ms / 1000.0
         low = self.options.min_delay_ms / 1000.0

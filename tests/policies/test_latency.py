@@ -186,3 +186,39 @@ def test_options_validation(overrides: dict[str, Any]) -> None:
     options: dict[str, Any] = {"quantile": 0.95, **overrides}
     with pytest.raises(ValueError):
         AdaptiveDelayOptions(**options)
+
+
+class FixedShared:
+    """A shared window that answers `value` from `samples` samples on (or None while `current` is off)."""
+
+    def __init__(self, value: float, samples: int) -> None:
+        self.value, self.samples, self.current = value, samples, True
+        self.asked: list[tuple[float, int, float]] = []
+
+    def quantile_s(self, q: float, *, min_samples: int, window_s: float) -> float | None:
+        self.asked.append((q, min_samples, window_s))
+        return self.value if self.current and self.samples >= min_samples else None
+
+
+def test_a_shared_window_gives_the_delay_from_the_first_request_clamped_like_the_local_one() -> None:
+    clock = FakeClock()
+    shared = FixedShared(0.7, samples=500)
+    t = LatencyTracker(AdaptiveDelayOptions(quantile=0.99, min_samples=20, fallback_ms=1000.0, window_s=30.0,
+                                            max_delay_ms=600.0), clock=clock, shared=shared)
+    assert t.delay_s() == pytest.approx(0.6)  # no local sample yet; the shared p99, clamped to max_delay_ms
+    assert shared.asked == [(0.99, 20, 30.0)]  # the alias's own quantile, min_samples and window
+
+
+def test_the_local_window_serves_while_the_shared_one_does_not_answer() -> None:
+    clock = FakeClock()
+    shared = FixedShared(0.7, samples=500)
+    t = LatencyTracker(AdaptiveDelayOptions(quantile=0.95, min_samples=20), clock=clock, shared=shared)
+    record_ms(t, [200.0] * 20)
+    assert t.delay_s() == pytest.approx(0.7)  # shared while it answers, whatever the local window says
+    shared.current = False  # Redis or the hub away
+    clock.advance(1.0)
+    assert t.delay_s() == pytest.approx(0.2)
+    shared.current, shared.samples = True, 10  # back, but below min_samples (e.g. a fresh shared window)
+    clock.advance(1.0)
+    assert t.delay_s() == pytest.approx(0.2)
+    assert t.shared_quantile_s() is None
