@@ -16,8 +16,9 @@ Bounds: values are clamped to [`MIN_LATENCY_S`, `MAX_LATENCY_S`], so a sketch ha
 (the clamp only moves values no hedge delay could use); buckets are kept for at most `MAX_WINDOW_S`
 (a longer window shares its last `MAX_WINDOW_S`).
 
-Quantile rule: nearest rank, as the local window: the bin holding the ceil(q * n)-th smallest sample, read
-as the library's estimate for that bin, so within `RELATIVE_ACCURACY` of the exact nearest-rank value.
+Quantile rule: the local window's (`gateway.policies.latency.delay_rank`): the bin holding the k-th smallest
+sample, k = ceil(q (n + 1)) within 1..n, read as the library's estimate for that bin, so within
+`RELATIVE_ACCURACY` of the exact k-th smallest value.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
 
 from gateway.clock import Clock
+from gateway.policies.latency import delay_rank
 
 RELATIVE_ACCURACY = 0.01
 MIN_LATENCY_S = 0.001
@@ -106,12 +108,12 @@ class LatencySketch:
         self._sketch.merge(other._sketch)  # the library's merge: bin-wise addition
 
     def quantile_s(self, q: float) -> float | None:
-        """Nearest rank (see the module docstring); None when empty."""
+        """The delay's rank, ceil(q (n + 1)) within 1..n, as `LatencyTracker` (gateway.policies.latency.delay_rank);
+        None when empty."""
         n = self.count
         if n <= 0:
             return None
-        rank = max(1, math.ceil(q * n - 1e-9))  # the epsilon as in LatencyTracker: float noise skips no rank
-        return float(_MAPPING.value(self._store.key_at_rank(rank - 1)))
+        return float(_MAPPING.value(self._store.key_at_rank(delay_rank(q, n) - 1)))
 
 
 class SharedQuantiles(Protocol):

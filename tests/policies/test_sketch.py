@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import FakeClock
+from gateway.policies.latency import delay_rank
 from gateway.policies.sketch import (
     BUCKET_S,
     MAX_BIN,
@@ -43,18 +44,18 @@ def bins_of(values: list[float]) -> Bins:
     return bins
 
 
-def nearest_rank(values: list[float], q: float) -> float:
+def delay_quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
+    return ordered[delay_rank(q, len(ordered)) - 1]  # the local window's rule
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(min_value=MIN_LATENCY_S, max_value=MAX_LATENCY_S), min_size=1, max_size=300),
        st.floats(min_value=0.001, max_value=0.999))
-def test_any_quantile_is_within_the_relative_accuracy_of_the_exact_nearest_rank(values: list[float],
+def test_any_quantile_is_within_the_relative_accuracy_of_the_exact_delay_quantile(values: list[float],
                                                                                q: float) -> None:
     estimate = LatencySketch(bins_of(values)).quantile_s(q)
-    exact = nearest_rank(values, q)
+    exact = delay_quantile(values, q)
     assert estimate is not None
     assert abs(estimate - exact) <= RELATIVE_ACCURACY * exact * (1 + 1e-9)
 
@@ -65,7 +66,7 @@ def test_quantiles_of_a_lognormal_ttft_window() -> None:
     sketch = LatencySketch(bins_of(values))
     assert sketch.count == 3000
     for q in (0.5, 0.9, 0.95, 0.99, 0.999):
-        assert sketch.quantile_s(q) == pytest.approx(nearest_rank(values, q), rel=RELATIVE_ACCURACY)
+        assert sketch.quantile_s(q) == pytest.approx(delay_quantile(values, q), rel=RELATIVE_ACCURACY)
 
 
 def test_merging_two_sketches_is_the_sketch_of_both_sample_sets() -> None:
@@ -78,7 +79,7 @@ def test_merging_two_sketches_is_the_sketch_of_both_sample_sets() -> None:
     assert merged.count == together.count == 800
     for q in (0.01, 0.25, 0.5, 0.75, 0.95, 0.99):
         assert merged.quantile_s(q) == together.quantile_s(q)
-        assert merged.quantile_s(q) == pytest.approx(nearest_rank(first + second, q), rel=RELATIVE_ACCURACY)
+        assert merged.quantile_s(q) == pytest.approx(delay_quantile(first + second, q), rel=RELATIVE_ACCURACY)
 
 
 def test_an_empty_sketch_has_no_quantile() -> None:
@@ -137,7 +138,7 @@ def test_one_view_answers_every_quantile_and_window() -> None:
     values = [float(ms) / 1000 for ms in range(1, 1001)]
     window = window_with({START: values}, clock)
     for q in (0.5, 0.95, 0.999):
-        assert window.quantile_s(q, min_samples=1, window_s=60) == pytest.approx(nearest_rank(values, q),
+        assert window.quantile_s(q, min_samples=1, window_s=60) == pytest.approx(delay_quantile(values, q),
                                                                                 rel=RELATIVE_ACCURACY)
 
 
