@@ -274,7 +274,7 @@ def header(data: Mapping[str, Any]) -> str:
     for name, t in overheads.items():
         o, sim = t["overhead"], t["simulator_ttft_ms"]
         how = (f"calibrated: median over {o['samples']} attempts against a fixed {o['probe_ms']:g} ms TTFT at "
-               f"{o['rate']:g} req/s for {o['seconds']:g} s, p10 {o['p10_ms']:g} ms, p90 {o['p90_ms']:g} ms"
+               f"{o['rate']:.1f} req/s for {o['seconds']:g} s, p10 {o['p10_ms']:g} ms, p90 {o['p90_ms']:g} ms"
                if o["method"] == "calibrated" else "given (--overhead-ms)")
         lines.append(f"#   {name}: {o['ms']:g} ms ({how}); simulator TTFT p50 {sim['p50']:g} ms, p99 {sim['p99']:g} ms")
     return "\n".join(lines) + "\n"

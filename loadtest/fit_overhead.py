@@ -64,7 +64,7 @@ class Overhead:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    return None if value is None else round(value, 2) + 0.0  # + 0.0: no "-0" for a tiny negative
 
 
 def table_mean(table: Sequence[Sequence[float]]) -> float:

@@ -76,7 +76,7 @@ def test_the_header_says_what_was_subtracted(recorded: Path) -> None:
     apply_overhead(data, {"primary": Overhead(1.25, "calibrated", samples=400, p10_ms=0.5, p90_ms=2.0,
                                               probe_ms=250.0, rate=40.0, seconds=10.0)})
     text = header(data)
-    assert "#   primary: 1.25 ms (calibrated: median over 400 attempts against a fixed 250 ms TTFT at 40 req/s " \
+    assert "#   primary: 1.25 ms (calibrated: median over 400 attempts against a fixed 250 ms TTFT at 40.0 req/s " \
            "for 10 s, p10 0.5 ms, p90 2 ms)" in text
     assert "secondary:" not in text.split("measurement path")[1]  # no overhead given: left as recorded
 
