@@ -14,16 +14,24 @@ folders of one side (runs with different seeds) are pooled. Printed, as markdown
 2. *Tune against reality*: `gateway tune --json`'s predicted TTFT p99 (the same measure: arrival to first token
    of streamed requests) and extra cost against the fitted runs'.
 
-Uncertainty: a 95% bootstrap percentile interval for each quantile and for each relative difference (10,000
-resamples; the two sides resampled independently). A resample's nearest-rank quantile is drawn directly: the
-k-th smallest of n indices drawn uniformly from 1..n is ceil(n * U) with U ~ Beta(k, n - k + 1), so a resample
-costs one Beta draw, not a sort. The resampling takes the requests of a side as independent draws, which they
-nearly are (a run's policy state couples them a little). Extra cost: the pooled figure and the range over runs.
+Uncertainty, two 95% bootstrap percentile intervals for each quantile and each relative difference (the two
+sides resampled independently):
+- *requests*: the pooled requests resampled as independent draws (10,000 resamples). A resample's nearest-rank
+  quantile is drawn directly: the k-th smallest of n indices drawn uniformly from 1..n is ceil(n * U) with
+  U ~ Beta(k, n - k + 1), so a resample costs one Beta draw, not a sort.
+- *runs*: whole runs resampled (2,000 resamples), the pooled quantile of the runs drawn. The requests of one run
+  are not independent: they share the run's schedule (which requests stream) and its policy's state (an
+  adaptive delay is a quantile of the run's own earlier answers, and feeds back into them), so the spread
+  between runs can be larger than the requests suggest. This interval holds that spread; with a handful of runs
+  it is itself rough. The verdict reads it when each side has at least 3 runs, else the requests' interval.
+Extra cost: the pooled figure and the value of each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import math
 import random
 import sys
@@ -37,6 +45,8 @@ import orjson
 from gateway.tuning.records import load_recording
 
 REPS = 10_000
+RUN_REPS = 2_000
+MIN_RUNS = 3  # runs per side for the verdict to read the runs' interval
 LEVEL = 0.95
 
 
@@ -44,13 +54,16 @@ LEVEL = 0.95
 class PolicyRuns:
     """One policy over the runs of one side."""
 
-    streamed_ms: list[float] = field(default_factory=list)  # gateway TTFT of successful streamed requests, pooled
-    streamed_by_run: list[list[float]] = field(default_factory=list)
+    streamed_by_run: list[list[float]] = field(default_factory=list)  # gateway TTFT of successful streamed requests
     client: list[dict[str, Any]] = field(default_factory=list)  # report.json's TTFT summary, per run
     cost_usd: list[float] = field(default_factory=list)  # per run
     requests: list[int] = field(default_factory=list)
     extra_cost_pct: list[float | None] = field(default_factory=list)  # per run, as its report says
     extra_upstream_pct: list[float | None] = field(default_factory=list)
+
+    @property
+    def streamed(self) -> int:
+        return sum(len(run) for run in self.streamed_by_run)
 
 
 def read_side(dirs: Sequence[Path], alias: str | None = None) -> dict[str, PolicyRuns]:
@@ -64,7 +77,6 @@ def read_side(dirs: Sequence[Path], alias: str | None = None) -> dict[str, Polic
             chosen = alias or report["settings"]["alias"]
             ttfts = [1000 * r.ttft_s for r in recording.for_alias(chosen)
                      if r.stream and r.status < 400 and r.ttft_s is not None]
-            runs.streamed_ms.extend(ttfts)
             runs.streamed_by_run.append(ttfts)
             runs.client.append(summary["ttft_ms"])
             runs.requests.append(int(summary["requests"]))
@@ -96,17 +108,51 @@ def interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, floa
     return ordered[rank(tail, len(ordered)) - 1], ordered[rank(1 - tail, len(ordered)) - 1]
 
 
+def pooled_quantile(runs: Sequence[Sequence[float]], weights: Sequence[int], q: float,
+                    values: Sequence[float] | None = None) -> float:
+    """The nearest-rank q-quantile of the runs pooled, run i counted weights[i] times (each run sorted).
+    A binary search over the values (sorted, the runs' union) for the smallest one with enough at or below."""
+    union = values if values is not None else sorted(set(itertools.chain.from_iterable(runs)))
+    k = rank(q, sum(w * len(run) for w, run in zip(weights, runs, strict=True)))
+    low, high = 0, len(union) - 1
+    while low < high:
+        mid = (low + high) // 2
+        if sum(w * bisect.bisect_right(run, union[mid]) for w, run in zip(weights, runs, strict=True)) >= k:
+            high = mid
+        else:
+            low = mid + 1
+    return union[low]
+
+
+def bootstrap_runs(runs: Sequence[Sequence[float]], q: float, rng: random.Random, reps: int = RUN_REPS
+                   ) -> list[float]:
+    """`reps` replicates of the pooled q-quantile with whole runs resampled (each run sorted)."""
+    union = sorted(set(itertools.chain.from_iterable(runs)))
+    out = []
+    for _ in range(reps):
+        weights = [0] * len(runs)
+        for i in rng.choices(range(len(runs)), k=len(runs)):
+            weights[i] += 1
+        out.append(pooled_quantile(runs, weights, q, union))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     reference: float
-    reference_ci: tuple[float, float]
+    reference_ci: tuple[float, float]  # requests resampled
     other: float
     other_ci: tuple[float, float]
     diff_pct: float
     diff_ci_pct: tuple[float, float]
+    reference_runs_ci: tuple[float, float] | None = None  # runs resampled
+    other_runs_ci: tuple[float, float] | None = None
+    diff_runs_ci_pct: tuple[float, float] | None = None
+    runs: tuple[int, int] = (1, 1)  # runs per side
 
     def verdict(self, tolerance_pct: float) -> str:
-        low, high = self.diff_ci_pct
+        by_runs = self.diff_runs_ci_pct is not None and min(self.runs) >= MIN_RUNS
+        low, high = self.diff_runs_ci_pct if by_runs and self.diff_runs_ci_pct else self.diff_ci_pct
         met = abs(self.diff_pct) <= tolerance_pct
         if met and -tolerance_pct <= low and high <= tolerance_pct:
             return "met"
@@ -115,24 +161,36 @@ class Comparison:
         return "met (CI crosses the bound)" if met else "**not met** (CI crosses the bound)"
 
 
-def compare(reference: Sequence[float], other: Sequence[float], q: float, seed: int = 1) -> Comparison:
-    """Quantile q of two independent samples, each with its interval, and other/reference - 1 with its own."""
-    a, b = sorted(reference), sorted(other)
+def _diffs(reference: Sequence[float], other: Sequence[float]) -> list[float]:
+    return [100 * (y / x - 1) for x, y in zip(reference, other, strict=True) if x > 0]
+
+
+def compare(reference_runs: Sequence[Sequence[float]], other_runs: Sequence[Sequence[float]], q: float,
+            seed: int = 1) -> Comparison:
+    """Quantile q of the pooled runs of two sides, each with its intervals, and other/reference - 1 with its own."""
+    a_runs, b_runs = [sorted(r) for r in reference_runs if r], [sorted(r) for r in other_runs if r]
+    a, b = sorted(itertools.chain.from_iterable(a_runs)), sorted(itertools.chain.from_iterable(b_runs))
     rng = random.Random(seed)
     boot_a, boot_b = bootstrap_quantile(a, q, rng), bootstrap_quantile(b, q, rng)
-    diffs = [100 * (y / x - 1) for x, y in zip(boot_a, boot_b, strict=True) if x > 0]
+    runs_a, runs_b = bootstrap_runs(a_runs, q, rng), bootstrap_runs(b_runs, q, rng)
     qa, qb = quantile(a, q), quantile(b, q)
-    return Comparison(qa, interval(boot_a), qb, interval(boot_b), 100 * (qb / qa - 1), interval(diffs))
+    return Comparison(qa, interval(boot_a), qb, interval(boot_b), 100 * (qb / qa - 1), interval(_diffs(boot_a, boot_b)),
+                      interval(runs_a), interval(runs_b), interval(_diffs(runs_a, runs_b)),
+                      (len(a_runs), len(b_runs)))
 
 
-def compare_point(predicted: float, measured: Sequence[float], q: float, seed: int = 1) -> Comparison:
-    """A prediction (no sampling error of its own here) against a measured sample's quantile q."""
-    b = sorted(measured)
-    boot = bootstrap_quantile(b, q, random.Random(seed))
+def compare_point(predicted: float, measured_runs: Sequence[Sequence[float]], q: float, seed: int = 1
+                  ) -> Comparison:
+    """A prediction (no sampling error of its own here) against the measured runs' pooled quantile q."""
+    b_runs = [sorted(r) for r in measured_runs if r]
+    b = sorted(itertools.chain.from_iterable(b_runs))
+    rng = random.Random(seed)
+    boot, runs = bootstrap_quantile(b, q, rng), bootstrap_runs(b_runs, q, rng)
     qb = quantile(b, q)
-    diffs = [100 * (predicted / y - 1) for y in boot if y > 0]
+    point = [predicted] * len(boot)
     return Comparison(qb, interval(boot), predicted, (predicted, predicted), 100 * (predicted / qb - 1),
-                      interval(diffs))
+                      interval(_diffs(boot, point)), interval(runs), (predicted, predicted),
+                      interval(_diffs(runs, point[:len(runs)])), (len(b_runs), len(b_runs)))
 
 
 def pooled_extra_cost(runs: PolicyRuns, base: PolicyRuns) -> float | None:
@@ -151,18 +209,19 @@ def _signed_ci(c: tuple[float, float]) -> str:
 
 def render_reproduce(original: Mapping[str, PolicyRuns], fitted: Mapping[str, PolicyRuns], tolerance: float
                      ) -> list[str]:
-    lines = ["### Fit then reproduce: gateway TTFT of streamed requests, pooled (ms, 95% bootstrap intervals)", "",
-             "| policy | q | original (n) | fitted run (n) | diff [95% CI] | within "
+    lines = ["### Fit then reproduce: gateway TTFT of streamed requests, runs pooled (ms; 95% bootstrap intervals, "
+             "requests resampled / runs resampled)", "",
+             "| policy | q | original (requests, runs) | fitted scenario (requests, runs) | diff | within "
              f"{tolerance:g}% |", "|---|---|---:|---:|---:|---|"]
     for name, orig in original.items():
         fit = fitted.get(name)
-        if fit is None or not orig.streamed_ms or not fit.streamed_ms:
+        if fit is None or not orig.streamed or not fit.streamed:
             continue
         for label, q in (("p50", 0.5), ("p99", 0.99)):
-            c = compare(orig.streamed_ms, fit.streamed_ms, q)
-            lines.append(f"| {name} | {label} | {c.reference:.0f} {_ci(c.reference_ci)} ({len(orig.streamed_ms)}) | "
-                         f"{c.other:.0f} {_ci(c.other_ci)} ({len(fit.streamed_ms)}) | {c.diff_pct:+.1f}% "
-                         f"{_signed_ci(c.diff_ci_pct)} | {c.verdict(tolerance)} |")
+            c = compare(orig.streamed_by_run, fit.streamed_by_run, q)
+            lines.append(f"| {name} | {label} | {_cell(c.reference, c.reference_ci, c.reference_runs_ci)} "
+                         f"({orig.streamed}, {c.runs[0]}) | {_cell(c.other, c.other_ci, c.other_runs_ci)} "
+                         f"({fit.streamed}, {c.runs[1]}) | {_diff_cell(c)} | {c.verdict(tolerance)} |")
     lines += ["", "Per run (the spread over seeds), p50 / p99: gateway streamed TTFT; the load test's client-side "
                   "streamed TTFT (report.json)", "",
               "| policy | side | gateway p50 per run | gateway p99 per run | client p50 per run | client p99 per run |",
@@ -178,6 +237,15 @@ def render_reproduce(original: Mapping[str, PolicyRuns], fitted: Mapping[str, Po
     return lines
 
 
+def _cell(point: float, requests: tuple[float, float], runs: tuple[float, float] | None) -> str:
+    return f"{point:.0f} {_ci(requests)}" + (f" {_ci(runs)}" if runs is not None else "")
+
+
+def _diff_cell(c: Comparison) -> str:
+    runs = f" {_signed_ci(c.diff_runs_ci_pct)}" if c.diff_runs_ci_pct is not None else ""
+    return f"{c.diff_pct:+.1f}% {_signed_ci(c.diff_ci_pct)}{runs}"
+
+
 def _join(values: Any) -> str:
     return " / ".join("-" if v is None else f"{v:.0f}" for v in values)
 
@@ -186,15 +254,16 @@ def render_tune(tune: Mapping[str, Any], fitted: Mapping[str, PolicyRuns], basel
                 ) -> list[str]:
     candidates = {c["name"]: c for c in tune["candidates"]}
     base = fitted.get(baseline)
-    lines = ["### Tune against reality: `gateway tune` against the fitted runs (gateway TTFT of streamed requests)",
-             "", f"| policy | tune TTFT p99 | fitted run p99 [95% CI] | diff [95% CI] | within {tolerance:g}% | "
-                 "tune extra cost % | fitted run, pooled (per run) | diff | within |",
+    lines = ["### Tune against reality: `gateway tune` against the fitted scenario's runs (gateway TTFT of streamed "
+             "requests; 95% intervals, requests resampled / runs resampled)", "",
+             f"| policy | tune TTFT p99 | fitted runs p99 | diff | within {tolerance:g}% | "
+             "tune extra cost % | fitted runs, pooled (per run) | diff | within |",
              "|---|---:|---:|---:|---|---:|---:|---:|---|"]
     for name, runs in fitted.items():
         cand = candidates.get(name)
-        if cand is None or not runs.streamed_ms:
+        if cand is None or not runs.streamed:
             continue
-        c = compare_point(float(cand["ttft_ms"]["p99"]), runs.streamed_ms, 0.99)
+        c = compare_point(float(cand["ttft_ms"]["p99"]), runs.streamed_by_run, 0.99)
         extra = pooled_extra_cost(runs, base) if base is not None else None
         predicted = cand["extra_cost_pct"]
         if name == baseline or extra is None or predicted is None:
@@ -203,8 +272,8 @@ def render_tune(tune: Mapping[str, Any], fitted: Mapping[str, PolicyRuns], basel
             diff = 100 * (predicted / extra - 1) if extra else math.inf
             cost_cells = (f"{predicted:.1f} | {extra:.1f} ({_join1(runs.extra_cost_pct)}) | {diff:+.1f}% | "
                           f"{'met' if abs(diff) <= tolerance else '**not met**'}")
-        lines.append(f"| {name} | {c.other:.0f} | {c.reference:.0f} {_ci(c.reference_ci)} | {c.diff_pct:+.1f}% "
-                     f"{_signed_ci(c.diff_ci_pct)} | {c.verdict(tolerance)} | {cost_cells} |")
+        lines.append(f"| {name} | {c.other:.0f} | {_cell(c.reference, c.reference_ci, c.reference_runs_ci)} | "
+                     f"{_diff_cell(c)} | {c.verdict(tolerance)} | {cost_cells} |")
     return lines
 
 
