@@ -143,10 +143,13 @@ def test_command_line_writes_a_loadable_scenario(traces: Path, tmp_path: Path) -
 
 def test_the_reference_fitted_scenario_loads_and_samples_what_its_header_says() -> None:
     scenario = load_scenario(REPO_ROOT / "loadtest/reference/heavy-tail-fitted.yaml")
-    assert scenario.source is not None and scenario.source["requests"] == 3352
+    assert scenario.source is not None and scenario.source["requests"] == 28844
     profile = parse_profile(scenario.provider("primary").profile)
     rng = random.Random(1)
     draws = sorted(profile.ttft.sample_ms(rng) for _ in range(50_000))
-    fitted = scenario.source["targets"]["primary"]["ttft_ms"]
-    assert draws[25_000] == pytest.approx(fitted["p50"], rel=0.03)
-    assert draws[49_500] == pytest.approx(fitted["p99"], rel=0.03)
+    target = scenario.source["targets"]["primary"]
+    simulated, recorded, overhead = target["simulator_ttft_ms"], target["ttft_ms"], target["overhead"]["ms"]
+    assert overhead > 0 and target["overhead"]["method"] == "calibrated"
+    assert simulated["p50"] == pytest.approx(recorded["p50"] - overhead, abs=0.11)
+    assert draws[25_000] == pytest.approx(simulated["p50"], rel=0.03)
+    assert draws[49_500] == pytest.approx(simulated["p99"], rel=0.03)
