@@ -232,8 +232,10 @@ class _Race:
         record.attempts_launched += 1
         provider = rt.providers[target.provider]
         assert admitted.upstream is not None and admitted.translator is not None
+        upstream_codec = codec_for(self.upstream_format(provider))
         run = AttemptRun(record, index, target, kind, provider=provider, upstream=admitted.upstream,
-                         inspect=codec_for(self.upstream_format(provider)).inspect, translator=admitted.translator,
+                         inspect=upstream_codec.inspect, plain_text=upstream_codec.plain_text,
+                         translator=admitted.translator,
                          clock=rt.clock, hooks=rt.hooks, permit=admitted.permit,
                          breaker_state=admitted.breaker_state, input_estimate=self.input_estimate,
                          bulkhead=admitted.bulkhead, holds_slot=admitted.holds_slot,

@@ -41,6 +41,7 @@ __all__ = [
     "error_event",
     "inspect",
     "is_usage_only",
+    "plain_text",
     "validate_request",
     "wants_usage",
 ]
@@ -366,6 +367,22 @@ def inspect(ev: SSEEvent) -> EventInfo:
         finish_reason=finish_reason,
         text=text,
     )
+
+
+def plain_text(data: Json) -> str | None:
+    """The text of a chunk that is one choice's text delta and nothing else (no role, finish, usage, error):
+    nearly every chunk of a stream. For such a chunk `inspect` is `content_info(text)` (NOTHING for ""), so the
+    engine counts it without calling `inspect`; None for every other chunk (then `inspect` reads it)."""
+    choices = data.get("choices")
+    if type(choices) is list and len(choices) == 1 and data.get("usage") is None and "error" not in data:
+        choice = choices[0]
+        if type(choice) is dict and choice.get("finish_reason") is None:
+            delta = choice.get("delta")
+            if type(delta) is dict and len(delta) == 1:
+                text = delta.get("content")
+                if type(text) is str:
+                    return text
+    return None
 
 
 def _error_info(error: object) -> EventInfo:

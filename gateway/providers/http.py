@@ -23,7 +23,7 @@ from gateway.errors import FailureKind, ProviderError, classify_status, known_er
 from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
-from gateway.wire import Json, SSEEvent, WireFormat
+from gateway.wire import WRITABLE_NESTING, Json, SSEEvent, WireFormat, forwardable, read_event
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
@@ -298,15 +298,21 @@ def _too_large(name: str) -> ProviderError:
 async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[list[SSEEvent]]:
     """Parse an SSE byte stream incrementally into JSON events, a batch per read. Stops at OpenAI's `[DONE]`.
 
-    Events are split on blank lines here, with a fast path for the usual one-line `data: {...}` event; one bound
-    holds on every aiohttp version: an event (or an unfinished one) over `_MAX_EVENT` bytes is a provider fault.
+    Events are split on blank lines here, with a fast path for the usual one-line `data: {...}` event, whose JSON
+    text is kept as the event's `raw` (what a door of the same format forwards); one bound holds on every aiohttp
+    version: an event (or an unfinished one) over `_MAX_EVENT` bytes is a provider fault. Every event is parsed
+    all the same: the parse is what guarantees that no client is ever forwarded an event that is not JSON.
     """
     rest = b""  # the start of an event whose end has not arrived yet
+    loads, new_event = orjson.loads, read_event
     while chunk := await content.readany():
         if rest:
             chunk = rest + chunk
         if b"\r" in chunk:  # CRLF streams: normalise (a lone CR at the end waits for its LF)
             chunk = chunk.replace(b"\r\n", b"\n")
+        # An event's raw text is kept only if it can be forwarded as safely as `data` written again (see
+        # `gateway.wire.forwardable`): for the whole read at once when the read passes, else event by event.
+        whole_read = b"\r" not in chunk and chunk.count(b"{") + chunk.count(b"[") <= WRITABLE_NESTING
         blocks = chunk.split(b"\n\n")
         rest = blocks.pop()
         batch: list[SSEEvent] = []
@@ -330,16 +336,17 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                     yield batch
                 return
             try:
-                parsed = orjson.loads(payload)
+                parsed = loads(payload)
             except orjson.JSONDecodeError:
                 fault = ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
                                       error_type="bad_response")
                 break
-            if not isinstance(parsed, dict):
+            if type(parsed) is not dict:
                 fault = ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
                                       error_type="bad_response")
                 break
-            batch.append(SSEEvent(parsed, event_name))
+            raw = payload if (b"\n" not in payload if whole_read else forwardable(payload)) else None
+            batch.append(new_event(parsed, event_name, raw))
         if batch:
             yield batch
         if fault is not None:
