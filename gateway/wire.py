@@ -42,10 +42,19 @@ WRITABLE_NESTING = 254
 def forwardable(text: bytes) -> bool:
     """Whether an event's JSON text (valid JSON: the reader parsed it) can go to a client as it is, as safely as
     the parsed event written again: on one line (a CR or LF would end the SSE line early) and nested no deeper
-    than can be written back (an event nested deeper is a provider fault on both paths). Brackets are counted,
-    not matched: those inside strings only make the bound stricter."""
-    return (b"\n" not in text and b"\r" not in text
-            and text.count(b"{") + text.count(b"[") <= WRITABLE_NESTING)
+    than can be written back (an event nested deeper is a provider fault on both paths)."""
+    return b"\n" not in text and b"\r" not in text and nested_within_writable(text)
+
+
+# Valid JSON nested d levels deep is at least 2d bytes long (every level opens and closes): text this short
+# needs no look inside, the usual event (a token delta is a few hundred bytes) included.
+_SHORT = 2 * WRITABLE_NESTING + 1
+
+
+def nested_within_writable(text: bytes) -> bool:
+    """Whether valid JSON `text` nests at most `WRITABLE_NESTING` levels: short text always does; else its
+    brackets are counted (those inside strings only make the bound stricter)."""
+    return len(text) <= _SHORT or text.count(b"{") + text.count(b"[") <= WRITABLE_NESTING
 
 
 # A frozen dataclass's __init__ costs ~0.8 us (keyword defaults, then object.__setattr__ per field); the SSE reader

@@ -23,7 +23,7 @@ from gateway.errors import FailureKind, ProviderError, classify_status, known_er
 from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
-from gateway.wire import WRITABLE_NESTING, Json, SSEEvent, WireFormat, forwardable, read_event
+from gateway.wire import Json, SSEEvent, WireFormat, nested_within_writable, read_event
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
@@ -308,11 +308,10 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
     while chunk := await content.readany():
         if rest:
             chunk = rest + chunk
+        lone_cr = False  # a CR left inside an event: a line break to an SSE client, so no raw text is kept
         if b"\r" in chunk:  # CRLF streams: normalise (a lone CR at the end waits for its LF)
             chunk = chunk.replace(b"\r\n", b"\n")
-        # An event's raw text is kept only if it can be forwarded as safely as `data` written again (see
-        # `gateway.wire.forwardable`): for the whole read at once when the read passes, else event by event.
-        whole_read = b"\r" not in chunk and chunk.count(b"{") + chunk.count(b"[") <= WRITABLE_NESTING
+            lone_cr = b"\r" in chunk
         blocks = chunk.split(b"\n\n")
         rest = blocks.pop()
         batch: list[SSEEvent] = []
@@ -324,8 +323,10 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             payload: bytes | None
             if block.startswith(b"data: ") and b"\n" not in block:
                 payload = block[6:]  # the usual OpenAI event
+                one_line = True
             else:
                 event_name, payload = _parse_block(block)
+                one_line = payload is not None and b"\n" not in payload  # e.g. Anthropic's `event:` + `data:`
             if payload is None:
                 continue  # comments, keep-alives, events without data
             if len(payload) > _MAX_EVENT:
@@ -345,7 +346,8 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                 fault = ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
                                       error_type="bad_response")
                 break
-            raw = payload if (b"\n" not in payload if whole_read else forwardable(payload)) else None
+            # Kept for a door of the same format to forward (see `gateway.wire.forwardable`).
+            raw = payload if one_line and not lone_cr and nested_within_writable(payload) else None
             batch.append(new_event(parsed, event_name, raw))
         if batch:
             yield batch
