@@ -304,7 +304,8 @@ def plain_text(data: Json) -> str | None:
     """The text of a delta event (output text, arguments, refusal, reasoning): nearly every event of a stream.
     For it `inspect` is `content_info(text)` (NOTHING for ""), so the engine counts it without calling
     `inspect`; None for every other event."""
-    if data.get("type") in _DELTAS:
+    kind = data.get("type")
+    if type(kind) is str and kind in _DELTAS:
         text = data.get("delta")
         if type(text) is str:
             return text
