@@ -102,9 +102,13 @@ class AttemptRun:
 
     # ---- running up to the commit point --------------------------------------------------------------------
 
-    async def run(self, *, stream: bool, timeout_s: float, aggregator: Callable[[], Aggregator]) -> RunResult:
+    async def run(self, *, stream: bool, timeout_s: float, aggregator: Callable[[], Aggregator],
+                  deadline: float | None = None) -> RunResult:
         """Run up to the commit point (streams: the first content token; else the whole answer). Never raises
-        except when cancelled: every failure is returned, to be settled by the race."""
+        except when cancelled: every failure is returned, to be settled by the race.
+
+        `deadline` (event-loop time): the race's own, which cancels this run when it passes. An attempt timeout
+        that would end after it can never fire first, so no timer is armed for it."""
         try:
             # Local waits come before the attempt's timeout, within the request deadline: a full pool or bulkhead
             # is this gateway's overload, never the provider's slowness. The wait shows on the attempt's span.
@@ -113,7 +117,9 @@ class AttemptRun:
                 self._holds_slot = True
             self._connection, pool_wait_s = await self._provider.reserve()
             self.queue_wait_s += pool_wait_s
-            async with asyncio.timeout(timeout_s):
+            loop = asyncio.get_running_loop()
+            bounded = deadline is None or loop.time() + timeout_s <= deadline
+            async with asyncio.timeout(timeout_s if bounded else None):
                 if self._upstream.operation in UNARY_OPERATIONS:
                     return await self._unary()
                 if stream:

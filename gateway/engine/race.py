@@ -243,7 +243,8 @@ class _Race:
         self.sent += 1
         timeout_s = rt.config.providers[target.provider].timeout_s
         aggregator = codec_for(record.door).aggregator
-        task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
+        task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator,
+                                           deadline=self.deadline))
         self.pending[task] = run
         return run
 

@@ -92,9 +92,12 @@ class HttpProvider:
             # a provider that goes silent mid-stream.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s,
                                             sock_read=self.config.timeout_s)
+            # No cookie jar: a cookie one provider's answer sets must not go out with every later client's
+            # request (and an empty jar is still looked up on every call).
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                                   json_serialize=lambda o: orjson.dumps(o).decode(),
-                                                  auto_decompress=True, trust_env=False)
+                                                  auto_decompress=True, trust_env=False,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def aclose(self) -> None:
