@@ -30,7 +30,9 @@ from gateway.formats import (
     token_count,
 )
 from gateway.formats.guard import encode_json
-from gateway.formats.openai_answer import Aggregator  # every format module exports one
+# Every format module exports an Aggregator; `plain_text` (the chunk both the engine and the aggregator take a
+# shortcut for) lives beside it.
+from gateway.formats.openai_answer import Aggregator, plain_text
 from gateway.wire import Json, SSEEvent
 
 __all__ = [
@@ -367,22 +369,6 @@ def inspect(ev: SSEEvent) -> EventInfo:
         finish_reason=finish_reason,
         text=text,
     )
-
-
-def plain_text(data: Json) -> str | None:
-    """The text of a chunk that is one choice's text delta and nothing else (no role, finish, usage, error):
-    nearly every chunk of a stream. For such a chunk `inspect` is `content_info(text)` (NOTHING for ""), so the
-    engine counts it without calling `inspect`; None for every other chunk (then `inspect` reads it)."""
-    choices = data.get("choices")
-    if type(choices) is list and len(choices) == 1 and data.get("usage") is None and "error" not in data:
-        choice = choices[0]
-        if type(choice) is dict and choice.get("finish_reason") is None:
-            delta = choice.get("delta")
-            if type(delta) is dict and len(delta) == 1:
-                text = delta.get("content")
-                if type(text) is str:
-                    return text
-    return None
 
 
 def _error_info(error: object) -> EventInfo:

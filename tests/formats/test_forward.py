@@ -154,3 +154,26 @@ def test_the_responses_door_never_forwards_raw_text() -> None:
     ev = read_event({"type": "response.output_text.delta", "delta": "x", "sequence_number": 3}, None,
                     b'{"type":"response.output_text.delta","delta":"x"}')
     assert RESPONSES.frames([ev], True) == RESPONSES.encode_event(ev)
+
+
+def assembled(chunks: list[dict[str, Any]], *, shortcut: bool) -> Any:
+    from gateway.formats import openai_answer
+
+    aggregator = openai_answer.Aggregator()
+    if not shortcut:
+        aggregator._feed_text = lambda data, text: aggregator._feed(data)  # type: ignore[method-assign]
+    for data in chunks:
+        aggregator.feed(SSEEvent(data))
+    try:
+        return aggregator.result()
+    except ProviderError as exc:
+        return exc.message
+
+
+@given(data=st.data())
+def test_the_aggregators_shortcut_assembles_the_same_answer(data: st.DataObject) -> None:
+    real = base_events(OPENAI_BASE)
+    chunks = [data.draw(st.sampled_from(real) | events("openai")) for _ in range(data.draw(st.integers(0, 8)))]
+    if data.draw(st.booleans()):
+        chunks.insert(0, real[0])  # the usual start: an id and a creation time first
+    assert assembled(chunks, shortcut=True) == assembled(chunks, shortcut=False)
