@@ -30,6 +30,7 @@ from gateway.formats import (
     token_count,
 )
 from gateway.formats.guard import encode_json
+
 # Every format module exports an Aggregator; `plain_text` (the chunk both the engine and the aggregator take a
 # shortcut for) lives beside it.
 from gateway.formats.openai_answer import Aggregator, plain_text
