@@ -155,6 +155,8 @@ def perf_main(argv: Sequence[str]) -> int:
     parser.add_argument("--seconds", type=_positive, default=5.0, help="wrk seconds per measurement (5)")
     parser.add_argument("--rate", type=_positive, default=500.0, help="open-loop rate for latency (500)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "perf", help="output folder")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also measure N gateway workers against N pass-through processes, every core (1: no)")
     parser.add_argument("--guard", action="store_true", help="short CPU comparison only; exit 1 past the bound")
     parser.add_argument("--max-cpu-ratio", type=_positive, default=4.0,
                         help="--guard bound on gateway/pass-through CPU per request (4.0)")
@@ -162,7 +164,8 @@ def perf_main(argv: Sequence[str]) -> int:
     from loadtest.perf import render, run_perf
 
     try:
-        report = asyncio.run(run_perf(args.out, seconds=args.seconds, rate=args.rate, guard_only=args.guard))
+        report = asyncio.run(run_perf(args.out, seconds=args.seconds, rate=args.rate, guard_only=args.guard,
+                                      workers=args.workers))
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -59,10 +59,11 @@ def build_app(upstream: str) -> web.Application:
     return app
 
 
-async def serve(upstream: str, port: int) -> None:
+async def serve(upstream: str, port: int, *, reuse_port: bool = False) -> None:
     runner = web.AppRunner(build_app(upstream), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    # reuse_port: several processes on one port, the kernel spreading connections (as `gateway serve --workers`).
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port or None)
     await site.start()
     print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
     stop = asyncio.Event()
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.passthrough", description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="base URL requests are forwarded to (path kept)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
     args = parser.parse_args(argv)
     try:
         import uvloop  # the gateway runs on uvloop when installed: compare like with like
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(serve(args.upstream, args.port))
+        runner.run(serve(args.upstream, args.port, reuse_port=args.reuse_port))
     return 0
 
 

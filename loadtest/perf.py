@@ -7,6 +7,9 @@ One run, same machine, ratios only (the machine is noisy; absolute figures move 
 - Added latency (p50, p99) at a fixed open-loop rate (default 500 requests/s), gateway against pass-through.
 - Memory per in-flight request: resident memory with 1,000 concurrent slow requests held open, minus idle.
 
+`--workers N` adds how throughput scales on every core: `gateway serve --workers N` against N pass-through
+processes on one port (see `loadtest.perf_scaling`).
+
 `--guard` runs a short non-streaming CPU comparison only and exits 1 when the gateway's CPU per request is
 above `--max-cpu-ratio` times the pass-through's: the regression check the test suite runs.
 """
@@ -101,7 +104,7 @@ async def memory_per_in_flight(child: Child, url: str, slow_sim: str, count: int
 
 
 async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, latency_s: float = 10.0,
-                   guard_only: bool = False) -> dict[str, Any]:
+                   guard_only: bool = False, workers: int = 1) -> dict[str, Any]:
     if wrk_path() is None:
         raise RuntimeError("wrk is needed (Debian package wrk)")
     cancel_on_sigterm()
@@ -151,6 +154,15 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
                 report["memory"] = await memory_per_in_flight(gateway, gw_url, urls["slow"])
             await gateway.stop()
             children.remove(gateway)
+        if workers > 1 and not guard_only:
+            from loadtest.perf_scaling import run_scaling, scaled
+
+            config = gateway_config(urls["zero"], free_port(), out / "gateway_workers-traces.jsonl")
+            await proxy.stop()  # every core for the scaling arms
+            children.remove(proxy)
+            scaling = await run_scaling(out, urls["zero"], config, scripts, workers=workers, seconds=seconds)
+            scaling["scaled"] = scaled(report["targets"], scaling)
+            report["scaling"] = scaling
     finally:
         for child in reversed(children):
             await child.stop()
@@ -207,4 +219,8 @@ def render(report: dict[str, Any]) -> str:
     if memory:
         lines.append(f"\nMemory: {memory['in_flight']} in-flight slow requests: RSS {memory['idle_rss_mb']} MB idle, "
                      f"{memory['loaded_rss_mb']} MB loaded: {memory['kb_per_request']} KB per in-flight request.")
+    if report.get("scaling"):
+        from loadtest.perf_scaling import render_scaling
+
+        lines += render_scaling(report["scaling"])
     return "\n".join(lines) + "\n"

@@ -143,8 +143,10 @@ async def start_gateway(config_path: Path, port: int, *, cpu: int | None, log_pa
     return child
 
 
-async def start_passthrough(upstream: str, port: int, *, cpu: int | None, log_path: Path | None) -> Child:
-    command = pinned([sys.executable, "-m", "loadtest.passthrough", "--upstream", upstream, "--port", str(port)], cpu)
+async def start_passthrough(upstream: str, port: int, *, cpu: int | None, log_path: Path | None,
+                            reuse_port: bool = False) -> Child:
+    command = pinned([sys.executable, "-m", "loadtest.passthrough", "--upstream", upstream, "--port", str(port),
+                      *(["--reuse-port"] if reuse_port else [])], cpu)
     child = await _spawn("passthrough", command, log_path)
     await wait_healthy(f"http://127.0.0.1:{port}/healthz", child, log_path)
     return child

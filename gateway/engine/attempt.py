@@ -23,6 +23,7 @@ from gateway.policies.bulkhead import Bulkhead
 from gateway.pricing.usage import Usage
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator
+from gateway.translate.passthrough import PASSTHROUGH
 from gateway.wire import Json, SSEEvent
 
 log = logging.getLogger("gateway.engine")
@@ -48,7 +49,7 @@ class AttemptRun:
                  translator: StreamTranslator, clock: Clock, hooks: Hooks, permit: Permit,
                  breaker_state: str, input_estimate: int, bulkhead: Bulkhead | None, holds_slot: bool,
                  expected_cost_usd: float | None = None, on_finish: Callable[[Attempt], None] | None = None,
-                 expected: Usage | None = None) -> None:
+                 expected: Usage | None = None, plain_text: Callable[[Json], str | None] | None = None) -> None:
         self.record = record
         self.index = index
         self.target = target
@@ -59,7 +60,10 @@ class AttemptRun:
         self._provider = provider
         self._upstream = upstream
         self._inspect = inspect
+        self._plain_text = plain_text or _never_plain
         self._translator = translator
+        # Same format, nothing to translate: each batch goes on as it came, with no list built per event.
+        self._identity = translator is PASSTHROUGH
         self._clock = clock
         self._hooks = hooks
         self._permit = permit
@@ -98,9 +102,13 @@ class AttemptRun:
 
     # ---- running up to the commit point --------------------------------------------------------------------
 
-    async def run(self, *, stream: bool, timeout_s: float, aggregator: Callable[[], Aggregator]) -> RunResult:
+    async def run(self, *, stream: bool, timeout_s: float, aggregator: Callable[[], Aggregator],
+                  deadline: float | None = None) -> RunResult:
         """Run up to the commit point (streams: the first content token; else the whole answer). Never raises
-        except when cancelled: every failure is returned, to be settled by the race."""
+        except when cancelled: every failure is returned, to be settled by the race.
+
+        `deadline` (event-loop time): the race's own, which cancels this run when it passes. An attempt timeout
+        that would end after it can never fire first, so no timer is armed for it."""
         try:
             # Local waits come before the attempt's timeout, within the request deadline: a full pool or bulkhead
             # is this gateway's overload, never the provider's slowness. The wait shows on the attempt's span.
@@ -109,7 +117,9 @@ class AttemptRun:
                 self._holds_slot = True
             self._connection, pool_wait_s = await self._provider.reserve()
             self.queue_wait_s += pool_wait_s
-            async with asyncio.timeout(timeout_s):
+            loop = asyncio.get_running_loop()
+            bounded = deadline is None or loop.time() + timeout_s <= deadline
+            async with asyncio.timeout(timeout_s if bounded else None):
                 if self._upstream.operation in UNARY_OPERATIONS:
                     return await self._unary()
                 if stream:
@@ -203,13 +213,22 @@ class AttemptRun:
             log.warning("attempt %s: unexpected error reading the stream", self.target.label, exc_info=True)
             raise ProviderError(FailureKind.FAULT, f"{self.provider}: unreadable response ({type(exc).__name__})",
                                 error_type="bad_response") from None
-        out: list[SSEEvent] = []
+        out: list[SSEEvent] = batch if self._identity else []
+        feed = None if self._identity else self._translator.feed
+        plain_text = self._plain_text
         for i, ev in enumerate(batch):
             try:
-                self._account(ev)
-                out.extend(self._translator.feed(ev))
+                text = plain_text(ev.data)
+                if text is None:
+                    self._account(ev)
+                else:  # nearly every event: text and nothing else, counted without `inspect`
+                    self._account_text(ev, text)
+                if feed is not None:
+                    out.extend(feed(ev))
                 if until_content and self.first_token_s is not None:
                     self._carry = batch[i + 1:]
+                    if feed is None:
+                        out = batch[:i + 1]
                     break
             except ProviderError:
                 self._done = True
@@ -222,11 +241,24 @@ class AttemptRun:
                                     f"({type(exc).__name__})", error_type="bad_response") from None
         return out
 
+    def _account_text(self, ev: SSEEvent, text: str) -> None:
+        """`_account` of an event whose `inspect` is `content_info(text)` (NOTHING for ""), without building it."""
+        if self.response_model is None:
+            self._note_model(ev.data)
+        if text:
+            self.streamed_chars += len(text)
+            if self.streamed_chars > MAX_ANSWER_CHARS:
+                raise self._too_long()
+            if self.first_token_s is None:
+                self.first_token_s = self._clock() - self.started
+        elif self.first_token_s is None:
+            self._count_event_before_content()
+
     def _account(self, ev: SSEEvent) -> None:
         """Usage, finish, first token and in-stream errors of one provider event."""
         info = self._inspect(ev)
-        if self.response_model is None and (model := _model_of(ev.data)) is not None:
-            self.response_model = self._provider.redact(model)[:200]  # upstream text, traced: never the key
+        if self.response_model is None:
+            self._note_model(ev.data)
         if info.error is not None:
             err_type, message = info.error
             raise ProviderError(FailureKind.FAULT, self._provider.redact(f"{self.provider}: {err_type}: {message}")
@@ -242,8 +274,7 @@ class AttemptRun:
         if info.text:
             self.streamed_chars += len(info.text)
             if self.streamed_chars > MAX_ANSWER_CHARS:
-                raise ProviderError(FailureKind.FAULT, f"{self.provider}: answer longer than {MAX_ANSWER_CHARS} "
-                                    "characters", error_type="bad_response")
+                raise self._too_long()
         if info.finish_reason is not None:
             self.finish_reason = info.finish_reason
             self._complete = True
@@ -253,10 +284,21 @@ class AttemptRun:
             if info.content:
                 self.first_token_s = self._clock() - self.started
             else:
-                self._events_seen += 1
-                if self._events_seen > MAX_EVENTS_BEFORE_CONTENT:
-                    raise ProviderError(FailureKind.FAULT, f"{self.provider}: {MAX_EVENTS_BEFORE_CONTENT} events "
-                                        "without content", error_type="bad_response")
+                self._count_event_before_content()
+
+    def _note_model(self, data: Json) -> None:
+        if (model := _model_of(data)) is not None:
+            self.response_model = self._provider.redact(model)[:200]  # upstream text, traced: never the key
+
+    def _count_event_before_content(self) -> None:
+        self._events_seen += 1
+        if self._events_seen > MAX_EVENTS_BEFORE_CONTENT:
+            raise ProviderError(FailureKind.FAULT, f"{self.provider}: {MAX_EVENTS_BEFORE_CONTENT} events "
+                                "without content", error_type="bad_response")
+
+    def _too_long(self) -> ProviderError:
+        return ProviderError(FailureKind.FAULT, f"{self.provider}: answer longer than {MAX_ANSWER_CHARS} "
+                             "characters", error_type="bad_response")
 
     def _account_details(self, details: UsageDetails) -> None:
         if details.cache_write_tokens is not None:
@@ -323,6 +365,10 @@ def skipped(record: RequestRecord, index: int, target: Target, launch: Launch, r
     record.attempts.append(attempt)
     hooks.attempt_finished(attempt)
     return attempt
+
+
+def _never_plain(data: Json) -> None:
+    return None  # no shortcut: every event goes through `inspect`
 
 
 def _model_of(data: Json) -> str | None:

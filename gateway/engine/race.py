@@ -249,8 +249,10 @@ class _Race:
         record.attempts_launched += 1
         provider = rt.providers[target.provider]
         assert admitted.upstream is not None and admitted.translator is not None
+        upstream_codec = codec_for(self.upstream_format(provider))
         run = AttemptRun(record, index, target, kind, provider=provider, upstream=admitted.upstream,
-                         inspect=codec_for(self.upstream_format(provider)).inspect, translator=admitted.translator,
+                         inspect=upstream_codec.inspect, plain_text=upstream_codec.plain_text,
+                         translator=admitted.translator,
                          clock=rt.clock, hooks=rt.hooks, permit=admitted.permit,
                          breaker_state=admitted.breaker_state, input_estimate=self.input_estimate,
                          bulkhead=admitted.bulkhead, holds_slot=admitted.holds_slot,
@@ -258,7 +260,8 @@ class _Race:
         self.sent += 1
         timeout_s = rt.config.providers[target.provider].timeout_s
         aggregator = codec_for(record.door).aggregator
-        task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator))
+        task = self.tg.create_task(run.run(stream=record.stream, timeout_s=timeout_s, aggregator=aggregator,
+                                           deadline=self.deadline))
         self.pending[task] = run
         return run
 

@@ -239,7 +239,8 @@ def launch_resume(race: _Race, cut: Cut, exclude: set[str], output_used: int) ->
                          upstream=UpstreamRequest(upstream, race.forward_headers if pair.same_format else {},
                                                   pair.dropped_fields(body),
                                                   "chat" if fmt is provider.kind else str(fmt)),
-                         inspect=codec_for(fmt).inspect, translator=pair.stream(), clock=rt.clock, hooks=rt.hooks,
+                         inspect=codec_for(fmt).inspect, plain_text=codec_for(fmt).plain_text,
+                         translator=pair.stream(), clock=rt.clock, hooks=rt.hooks,
                          permit=permit, breaker_state=breaker_state, input_estimate=race.input_estimate,
                          bulkhead=bulkhead, holds_slot=bulkhead is not None, on_finish=race.attempt_ended)
         race.sent += 1

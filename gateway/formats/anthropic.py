@@ -43,6 +43,7 @@ __all__ = [
     "error_event",
     "inspect",
     "is_usage_only",
+    "plain_text",
     "validate_request",
     "wants_usage",
 ]
@@ -399,6 +400,18 @@ def inspect(ev: SSEEvent) -> EventInfo:
         return EventInfo(error=(known_error_type(error.get("type")) or "api_error",
                                 str(error.get("message") or "error in stream")))
     return NOTHING
+
+
+def plain_text(data: Json) -> str | None:
+    """The text of a `text_delta` event: nearly every event of a stream. For it `inspect` is `content_info(text)`
+    (NOTHING for ""), so the engine counts it without calling `inspect`; None for every other event."""
+    if data.get("type") == "content_block_delta":
+        delta = data.get("delta")
+        if type(delta) is dict and delta.get("type") == "text_delta":
+            text = delta.get("text")
+            if type(text) is str:
+                return text
+    return None
 
 
 def _usage_info(usage: Json, finish_reason: str | None) -> EventInfo:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from gateway.errors import GatewayError
-from gateway.formats import Aggregator, EventInfo, replay, responses_events
+from gateway.formats import Aggregator, EventInfo, forward, replay, responses_events
 from gateway.formats import anthropic as anthropic_format
 from gateway.formats import openai as openai_format
 from gateway.formats import responses as responses_format
@@ -37,8 +37,20 @@ class Codec(Protocol):
         ...
 
     def inspect(self, ev: SSEEvent) -> EventInfo: ...
+
+    def plain_text(self, data: Json) -> str | None:
+        """The text of an event that carries text and nothing else the engine reads (for it `inspect` is
+        `content_info(text)`, or NOTHING for ""); None for any other event. The hot path's shortcut."""
+        ...
+
     def aggregator(self) -> Aggregator: ...
     def encode_event(self, ev: SSEEvent) -> bytes: ...
+
+    def frames(self, events: list[SSEEvent], keep_usage: bool) -> bytes:
+        """The SSE frames of `events` for a client of this format, usage-only events only with `keep_usage`: a
+        provider's event passed on untouched is forwarded as it came (see `gateway.formats.forward`)."""
+        ...
+
     def error_body(self, err: GatewayError) -> Json: ...
     def error_event(self, err: GatewayError) -> SSEEvent: ...
 
@@ -58,8 +70,10 @@ class _OpenAICodec:
     stream_end = openai_format.STREAM_END
     validate_request = staticmethod(openai_format.validate_request)
     inspect = staticmethod(openai_format.inspect)
+    plain_text = staticmethod(openai_format.plain_text)
     aggregator = staticmethod(openai_format.Aggregator)
     encode_event = staticmethod(openai_format.encode_event)
+    frames = staticmethod(forward.openai_frames)
     error_body = staticmethod(openai_format.error_body)
     error_event = staticmethod(openai_format.error_event)
     wants_usage = staticmethod(openai_format.wants_usage)
@@ -75,8 +89,10 @@ class _AnthropicCodec:
     stream_end = anthropic_format.STREAM_END
     validate_request = staticmethod(anthropic_format.validate_request)
     inspect = staticmethod(anthropic_format.inspect)
+    plain_text = staticmethod(anthropic_format.plain_text)
     aggregator = staticmethod(anthropic_format.Aggregator)
     encode_event = staticmethod(anthropic_format.encode_event)
+    frames = staticmethod(forward.anthropic_frames)
     error_body = staticmethod(anthropic_format.error_body)
     error_event = staticmethod(anthropic_format.error_event)
     wants_usage = staticmethod(anthropic_format.wants_usage)
@@ -95,8 +111,11 @@ class _ResponsesCodec:
     stream_end = responses_format.STREAM_END
     validate_request = staticmethod(responses_format.validate_request)
     inspect = staticmethod(responses_format.inspect)
+    plain_text = staticmethod(responses_format.plain_text)
     aggregator = staticmethod(responses_format.Aggregator)
     encode_event = staticmethod(responses_format.encode_event)
+    # Never forwarded as they came: the Responses door numbers every event in place before writing it.
+    frames = staticmethod(forward.encoded_frames(responses_format.encode_event, responses_format.is_usage_only))
     error_body = staticmethod(responses_format.error_body)
     error_event = staticmethod(responses_format.error_event)
     wants_usage = staticmethod(responses_format.wants_usage)

@@ -30,7 +30,10 @@ from gateway.formats import (
     token_count,
 )
 from gateway.formats.guard import encode_json
-from gateway.formats.openai_answer import Aggregator  # every format module exports one
+
+# Every format module exports an Aggregator; `plain_text` (the chunk both the engine and the aggregator take a
+# shortcut for) lives beside it.
+from gateway.formats.openai_answer import Aggregator, plain_text
 from gateway.wire import Json, SSEEvent
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "error_event",
     "inspect",
     "is_usage_only",
+    "plain_text",
     "validate_request",
     "wants_usage",
 ]

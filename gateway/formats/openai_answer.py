@@ -16,7 +16,24 @@ from gateway.formats import token_count
 from gateway.formats.guard import malformed_answer, whole_answer
 from gateway.wire import Json, SSEEvent
 
-__all__ = ["Aggregator"]
+__all__ = ["Aggregator", "plain_text"]
+
+
+def plain_text(data: Json) -> str | None:
+    """The text of a chunk that is one choice's text delta and nothing else (no role, finish, usage, error):
+    nearly every chunk of a stream. For such a chunk `gateway.formats.openai.inspect` is `content_info(text)`
+    (NOTHING for ""), so the engine counts it without calling `inspect`, and the aggregator reads only what
+    it can change; None for every other chunk."""
+    choices = data.get("choices")
+    if type(choices) is list and len(choices) == 1 and data.get("usage") is None and "error" not in data:
+        choice = choices[0]
+        if type(choice) is dict and choice.get("finish_reason") is None:
+            delta = choice.get("delta")
+            if type(delta) is dict and len(delta) == 1:
+                text = delta.get("content")
+                if type(text) is str:
+                    return text
+    return None
 
 
 class _Choice:
@@ -71,9 +88,38 @@ class Aggregator:
         if self._broken is not None:
             return
         try:
-            self._feed(ev.data)
+            data = ev.data
+            text = plain_text(data)
+            if text is not None and self._id and self._created:
+                self._feed_text(data, text)
+            else:
+                self._feed(data)
         except Exception as exc:  # a field of a type nothing here can read: the answer cannot be assembled
             self._broken = f"{type(exc).__name__} in a chunk"
+
+    def _feed_text(self, data: Json, text: str) -> None:
+        """`_feed` of a plain text chunk (one choice, its delta only `content`, no finish, usage or error: nearly
+        every chunk), once the answer has its id: only what such a chunk can change is looked at."""
+        if (model := data.get("model")) and type(model) is str:
+            self._model = model
+        if (fingerprint := data.get("system_fingerprint")) and type(fingerprint) is str:
+            self._system_fingerprint = fingerprint
+        if (service_tier := data.get("service_tier")) and type(service_tier) is str:
+            self._service_tier = service_tier
+        choice = data["choices"][0]
+        index = choice.get("index", 0)
+        if type(index) is not int:
+            index = 0
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _Choice()
+        if text:
+            state.content.append(text)
+        logprobs = choice.get("logprobs")
+        if logprobs and logprobs.get("content"):
+            if state.logprobs is None:
+                state.logprobs = []
+            state.logprobs.extend(logprobs["content"])
 
     def _feed(self, data: Json) -> None:
         if data.get("error"):

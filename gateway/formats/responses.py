@@ -47,6 +47,7 @@ __all__ = [
     "error_event",
     "inspect",
     "is_usage_only",
+    "plain_text",
     "validate_request",
     "wants_usage",
 ]
@@ -297,6 +298,18 @@ def inspect(ev: SSEEvent) -> EventInfo:
         return EventInfo(error=(str(error.get("code") or error.get("type") or "server_error"),
                                 str(error.get("message") or "error in stream")))
     return NOTHING
+
+
+def plain_text(data: Json) -> str | None:
+    """The text of a delta event (output text, arguments, refusal, reasoning): nearly every event of a stream.
+    For it `inspect` is `content_info(text)` (NOTHING for ""), so the engine counts it without calling
+    `inspect`; None for every other event."""
+    kind = data.get("type")
+    if type(kind) is str and kind in _DELTAS:
+        text = data.get("delta")
+        if type(text) is str:
+            return text
+    return None
 
 
 def _terminal_info(response: Json) -> EventInfo:

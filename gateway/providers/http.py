@@ -23,7 +23,7 @@ from gateway.errors import FailureKind, ProviderError, classify_status, known_er
 from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
-from gateway.wire import Json, SSEEvent, WireFormat
+from gateway.wire import Json, SSEEvent, WireFormat, nested_within_writable, read_event
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
@@ -92,9 +92,12 @@ class HttpProvider:
             # a provider that goes silent mid-stream.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s,
                                             sock_read=self.config.timeout_s)
+            # No cookie jar: a cookie one provider's answer sets must not go out with every later client's
+            # request (and an empty jar is still looked up on every call).
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                                   json_serialize=lambda o: orjson.dumps(o).decode(),
-                                                  auto_decompress=True, trust_env=False)
+                                                  auto_decompress=True, trust_env=False,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def aclose(self) -> None:
@@ -298,15 +301,20 @@ def _too_large(name: str) -> ProviderError:
 async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[list[SSEEvent]]:
     """Parse an SSE byte stream incrementally into JSON events, a batch per read. Stops at OpenAI's `[DONE]`.
 
-    Events are split on blank lines here, with a fast path for the usual one-line `data: {...}` event; one bound
-    holds on every aiohttp version: an event (or an unfinished one) over `_MAX_EVENT` bytes is a provider fault.
+    Events are split on blank lines here, with a fast path for the usual one-line `data: {...}` event, whose JSON
+    text is kept as the event's `raw` (what a door of the same format forwards); one bound holds on every aiohttp
+    version: an event (or an unfinished one) over `_MAX_EVENT` bytes is a provider fault. Every event is parsed
+    all the same: the parse is what guarantees that no client is ever forwarded an event that is not JSON.
     """
     rest = b""  # the start of an event whose end has not arrived yet
+    loads, new_event = orjson.loads, read_event
     while chunk := await content.readany():
         if rest:
             chunk = rest + chunk
+        lone_cr = False  # a CR left inside an event: a line break to an SSE client, so no raw text is kept
         if b"\r" in chunk:  # CRLF streams: normalise (a lone CR at the end waits for its LF)
             chunk = chunk.replace(b"\r\n", b"\n")
+            lone_cr = b"\r" in chunk
         blocks = chunk.split(b"\n\n")
         rest = blocks.pop()
         batch: list[SSEEvent] = []
@@ -318,8 +326,10 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             payload: bytes | None
             if block.startswith(b"data: ") and b"\n" not in block:
                 payload = block[6:]  # the usual OpenAI event
+                one_line = True
             else:
                 event_name, payload = _parse_block(block)
+                one_line = payload is not None and b"\n" not in payload  # e.g. Anthropic's `event:` + `data:`
             if payload is None:
                 continue  # comments, keep-alives, events without data
             if len(payload) > _MAX_EVENT:
@@ -330,16 +340,18 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                     yield batch
                 return
             try:
-                parsed = orjson.loads(payload)
+                parsed = loads(payload)
             except orjson.JSONDecodeError:
                 fault = ProviderError(FailureKind.FAULT, f"{name}: malformed JSON in event stream",
                                       error_type="bad_response")
                 break
-            if not isinstance(parsed, dict):
+            if type(parsed) is not dict:
                 fault = ProviderError(FailureKind.FAULT, f"{name}: event is not a JSON object",
                                       error_type="bad_response")
                 break
-            batch.append(SSEEvent(parsed, event_name))
+            # Kept for a door of the same format to forward (see `gateway.wire.forwardable`).
+            raw = payload if one_line and not lone_cr and nested_within_writable(payload) else None
+            batch.append(new_event(parsed, event_name, raw))
         if batch:
             yield batch
         if fault is not None:

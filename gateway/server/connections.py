@@ -5,7 +5,8 @@ of the last response), but nothing bounds the time a request's head takes to arr
 client sending one header byte a second (slowloris) holds its connection, and its file descriptor, for as long
 as it likes. So each connection gets a head timer:
 
-- armed when the connection is made, and on the first byte of each later request on it;
+- armed when the connection is made, and on the first byte of each later request on it (unless that read
+  already holds the whole head: the usual case, which so costs no timer);
 - disarmed when aiohttp's parser has the complete head (a request is queued) or a response is finished;
 - when it fires with no request in progress, the client gets a bare 408 and the connection is closed.
 
@@ -72,10 +73,13 @@ class BoundedRequestHandler(RequestHandler):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and data and self._between_requests():
-            self._arm()  # the first byte of the next request on a keep-alive connection
+        starts_request = self._head_timer is None and bool(data) and self._between_requests()
         super().data_received(data)
-        if self._head_timer is not None and self._messages:
+        if starts_request and self._between_requests():
+            # The first bytes of the next request on a keep-alive connection, and its head is not complete yet.
+            # (A head that came whole in this read, the usual case, arms no timer only to cancel it at once.)
+            self._arm()
+        elif self._head_timer is not None and self._messages:
             self._disarm()  # the parser has a complete head: from here the body bound applies
 
     def connection_lost(self, exc: BaseException | None) -> None:

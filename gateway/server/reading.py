@@ -23,6 +23,10 @@ async def read_body(request: web.Request, max_bytes: int, timeout_s: float) -> b
         # Refused before reading a byte: no point waiting for a body that is too large anyway.
         raise GatewayError(413, f"request body too large ({request.content_length} bytes, limit {max_bytes})")
     try:
+        if request.content.is_eof():
+            # The whole body came with the head (the usual request: one read of a few KB). Nothing is left to
+            # wait for, so no timer is armed (a timer costs as much as reading such a body).
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except TimeoutError:

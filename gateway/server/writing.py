@@ -67,8 +67,7 @@ async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, ho
     try:
         async with asyncio.timeout_at(_write_deadline(scope)):
             await resp.prepare(scope.request)
-            await resp.write(b"".join(codec.encode_event(ev) for ev in events
-                                      if keep_usage or not codec.is_usage_only(ev)) + codec.stream_end)
+            await resp.write(codec.frames(events, keep_usage) + codec.stream_end)
             await resp.write_eof()
     except ConnectionResetError:
         scope.client_left()
@@ -84,18 +83,18 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
     codec = scope.codec
     resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
     keep_usage = codec.wants_usage(body)
-    encode, usage_only = codec.encode_event, codec.is_usage_only
+    frames = codec.frames
     aggregator = codec.aggregator() if store_key is not None else None
 
     def frame(events: list[SSEEvent]) -> bytes:
         if aggregator is not None:
             for ev in events:
                 aggregator.feed(ev)
-        return b"".join(encode(ev) for ev in events if keep_usage or not usage_only(ev))
+        return frames(events, keep_usage)
 
     failure = await pump(scope, winner, resp, frame)
     if failure is not None:
-        tail = encode(codec.error_event(failure)) + codec.stream_end
+        tail = codec.encode_event(codec.error_event(failure)) + codec.stream_end
     else:
         tail = codec.stream_end if scope.record.status == 200 else b""  # else the client left: nothing more
     if aggregator is not None and store_key is not None and scope.record.status == 200:

@@ -156,6 +156,43 @@ async def test_complete_heads_are_not_cut(gw_long_idle: Running) -> None:
         writer.transport.abort()
 
 
+async def test_a_later_head_that_trickles_in_on_a_keep_alive_connection_is_cut(gw_long_idle: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw_long_idle))
+    try:
+        writer.write(request_head("/v1/chat/completions", len(BODY)) + BODY)
+        status, _ = await read_response(reader)
+        assert status == 200
+        head = request_head("/v1/chat/completions", len(BODY))
+        writer.write(head[:1])  # the next request's first byte arms its head timer: nothing more comes
+        started = time.monotonic()
+        answer = await read_until_closed(reader)
+        assert answer.startswith(b"HTTP/1.1 408 ") and HEAD_S * 0.8 <= time.monotonic() - started < BOUND_S
+    finally:
+        writer.transport.abort()
+
+
+async def test_heads_that_come_whole_arm_no_timer(gw_long_idle: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.server.connections import BoundedRequestHandler
+
+    armed: list[int] = []
+    real_arm = BoundedRequestHandler._arm
+
+    def counting_arm(self: BoundedRequestHandler) -> None:
+        armed.append(id(self))
+        real_arm(self)
+
+    monkeypatch.setattr(BoundedRequestHandler, "_arm", counting_arm)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw_long_idle))
+    try:
+        for _ in range(3):
+            writer.write(request_head("/v1/chat/completions", len(BODY)) + BODY)
+            status, _ = await read_response(reader)
+            assert status == 200
+    finally:
+        writer.transport.abort()
+    assert len(armed) == 1  # at connect only: each whole head was parsed before a timer was needed
+
+
 async def test_idle_keep_alive_connection_is_closed(gw: Running) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

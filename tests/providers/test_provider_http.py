@@ -124,6 +124,26 @@ async def test_streams_the_events_and_sends_the_kinds_endpoint_body_and_auth(
         assert seen.values("accept") == ["text/event-stream"]
 
 
+async def test_a_cookie_an_answer_sets_never_goes_out_with_a_later_request(
+        upstream: Upstream, providers: list[HttpProvider]) -> None:
+    async def set_cookie(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream",
+                                           "set-cookie": "session=client-a; Path=/"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + orjson.dumps(EVENTS[0]) + b"\n\ndata: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    upstream.reply = set_cookie
+    upstream.url = upstream.url.replace("127.0.0.1", "localhost")  # a host name: a jar would keep its cookies
+    provider = upstream.provider(WireFormat.OPENAI)
+    providers.append(provider)
+    await events_of(provider, UpstreamRequest(BODY))  # client A's request: the answer sets a cookie
+    upstream.reply = sse
+    await events_of(provider, UpstreamRequest(BODY))  # client B's
+    assert [seen.values("cookie") for seen in upstream.seen] == [[], []]
+
+
 async def test_no_key_configured_sends_no_auth_header(upstream: Upstream, providers: list[HttpProvider]) -> None:
     providers += [upstream.provider(WireFormat.OPENAI, api_key=""), upstream.provider(WireFormat.ANTHROPIC, api_key="")]
     for provider in providers:

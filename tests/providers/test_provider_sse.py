@@ -287,3 +287,31 @@ def test_any_split_of_a_stream_gives_the_same_events(events: list[tuple[dict[str
     assert all(got), "no empty batch"
     assert [e for batch in got for e in batch] == [SSEEvent(d, n) for d, n in events]
     assert len(got) <= len(chunks)  # at most one batch per read
+
+
+# ---------------------------------------------------------------- raw text, for a door of the same format
+
+def raws(got: list[list[SSEEvent]]) -> list[bytes | None]:
+    return [ev.raw for batch in got for ev in batch]
+
+
+async def test_each_one_line_event_keeps_its_json_text_as_sent() -> None:
+    got = await batches(Chunks(b'data: {"a": 1}\n\nevent: message_start\ndata: {"type":"message_start"}\n\n'
+                               b'data:{"c":[2]}\n\n'))
+    assert raws(got) == [b'{"a": 1}', b'{"type":"message_start"}', b'{"c":[2]}']
+    assert [orjson.loads(raw or b"") for raw in raws(got)] == [ev.data for ev in got[0]]
+    assert got[0][0] == SSEEvent({"a": 1})  # the raw text is no part of an event's equality
+
+
+async def test_no_raw_text_where_forwarding_it_could_split_the_line_or_nest_too_deep() -> None:
+    deep = b"[" * 255 + b"]" * 255  # parses, but orjson writes at most 254 levels back
+    long_shallow = b'{"t": "' + b"x" * 2000 + b'"}'  # long, so its brackets are counted: few
+    got = await batches(Chunks(b'data: {"a":\ndata: 1}\n\n', b'data: {"b":\r 2}\n\n',
+                               b'data: {"d": ' + deep + b"}\n\n", b"data: " + long_shallow + b"\n\n"))
+    assert [ev.data.get("a", ev.data.get("b")) for ev in got[0] + got[1]] == [1, 2]
+    assert raws(got) == [None, None, None, long_shallow]
+
+
+async def test_a_crlf_stream_keeps_raw_text_a_lone_cr_does_not() -> None:
+    got = await batches(Chunks(b'data: {"a": 1}\r\n\r\n', b'data: {"b": 2}\r\n\r\ndata: {"c":\r3}\r\n\r\n'))
+    assert raws(got) == [b'{"a": 1}', None, None]  # a lone CR anywhere in a read: none of it is forwarded

@@ -61,3 +61,24 @@ async def test_an_undecodable_body_is_a_400() -> None:
     with pytest.raises(GatewayError) as info:
         await read_body(request_with(payload, {"Content-Length": "8"}), 1024, 1.0)
     assert info.value.status == 400 and "Content-Encoding" in info.value.message
+
+
+async def test_a_body_that_came_whole_is_read_without_arming_a_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    armed: list[float] = []
+    real_timeout = asyncio.timeout
+
+    def counting_timeout(delay: float | None) -> asyncio.Timeout:
+        armed.append(delay or 0.0)
+        return real_timeout(delay)
+
+    monkeypatch.setattr("gateway.server.reading.asyncio.timeout", counting_timeout)
+    whole = stream()
+    whole.feed_data(b'{"a": 1}')
+    whole.feed_eof()
+    assert await read_body(request_with(whole, {"Content-Length": "8"}), 1024, 1.0) == b'{"a": 1}'
+    assert armed == []
+    partial = stream()
+    partial.feed_data(b'{"a": ')
+    with pytest.raises(GatewayError):
+        await read_body(request_with(partial, {"Content-Length": "8"}), 1024, 0.05)
+    assert armed == [0.05]  # a body still arriving is bounded as before
