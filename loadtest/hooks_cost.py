@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gateway.config.clouds import ProviderKind
 from gateway.config.model import Price, ProviderConfig, Target, TelemetryConfig
 from gateway.engine import Attempt, AttemptStarted, CompositeHooks, Hooks, Launch, Outcome, RequestStarted
 from gateway.engine.hooks import guarded
@@ -56,7 +57,7 @@ def request_log(enabled: bool) -> Iterator[Hooks]:
     """The request log as `gateway serve` sets it up, at INFO (JSON lines to /dev/null) or WARNING."""
     logger = logging.getLogger("gateway.request")
     saved = logger.handlers[:], logger.level, logger.propagate
-    with open("/dev/null", "w") as sink:  # noqa: PTH123 - a text stream for the handler
+    with open("/dev/null", "w") as sink:
         handler = logging.StreamHandler(sink)
         handler.setFormatter(JsonFormatter())
         logger.handlers[:] = [handler]
@@ -88,7 +89,7 @@ def _telemetry(kind: str, folder: Path) -> Telemetry:
     env = {"OTEL_TRACES_SAMPLER": "always_on" if kind == "traced" else "always_off"}
     telemetry = setup_telemetry(TelemetryConfig(traces_file=str(folder / f"{kind}.jsonl")), env)
     if isinstance(telemetry.hooks, TelemetryHooks):  # the provider kinds, as `Gateway` teaches them
-        telemetry.hooks.set_providers({"sim": ProviderConfig(name="sim", kind="openai", base_url="http://127.0.0.1:1/v1")})
+        telemetry.hooks.set_providers({"sim": ProviderConfig(name="sim", kind=ProviderKind.OPENAI, base_url="http://127.0.0.1:1/v1")})
     return telemetry
 
 
