@@ -25,7 +25,7 @@ from gateway.config.model import Price, ProviderConfig, Target, TelemetryConfig
 from gateway.engine import Attempt, AttemptStarted, CompositeHooks, Hooks, Launch, Outcome, RequestStarted
 from gateway.engine.hooks import guarded
 from gateway.engine.records import RequestSummary
-from gateway.logs import JsonFormatter, RequestLog
+from gateway.logs import RequestLog, make_handler
 from gateway.telemetry import Telemetry, TelemetryHooks, setup_telemetry
 from gateway.wire import WireFormat
 
@@ -55,18 +55,19 @@ def one_request(hooks: Hooks, request_id: int, stream: bool = False) -> None:
 
 @contextlib.contextmanager
 def request_log(enabled: bool) -> Iterator[Hooks]:
-    """The request log as `gateway serve` sets it up, at INFO (JSON lines to /dev/null) or WARNING."""
+    """The request log as `gateway serve` sets it up, at INFO (JSON lines to a file, as `loadtest perf` sends
+    the gateway's stderr to one) or WARNING."""
     logger = logging.getLogger("gateway.request")
     saved = logger.handlers[:], logger.level, logger.propagate
-    with open("/dev/null", "w") as sink:
-        handler = logging.StreamHandler(sink)
-        handler.setFormatter(JsonFormatter())
+    with tempfile.TemporaryFile("w") as sink:
+        handler = make_handler("json", sink)
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(logging.INFO if enabled else logging.WARNING)
         try:
             yield RequestLog(logger)
         finally:
+            handler.close()
             logger.handlers[:], logger.level, logger.propagate = saved
 
 
