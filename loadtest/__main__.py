@@ -1,5 +1,5 @@
 """Command line: `python -m loadtest SCENARIO.yaml ...`, `python -m loadtest fit TRACES ... -o SCENARIO.yaml`,
-`python -m loadtest overhead ...`, `... perf ...`, `... soak ...`."""
+`python -m loadtest overhead ...`, `... perf ...`, `... soak ...`, `... shared-sketch ...`."""
 
 from __future__ import annotations
 
@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loadtest.fit import fit_main
 
         return fit_main(args[1:])
+    if args and args[0] == "shared-sketch":
+        from loadtest.shared_sketch import main as shared_sketch_main
+
+        return shared_sketch_main(args[1:])
     if args and args[0] == "soak":
         from loadtest.soak import main as soak_main
 

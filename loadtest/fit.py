@@ -15,6 +15,10 @@ Per target (provider, model), from `gateway.tuning.model` (cut losers as censore
 
 Traffic: the arrival rate (piecewise constant when it varied beyond Poisson noise), the door and streaming
 shares, and the prompt sizes as a quantile table.
+
+The measurement path: a recorded TTFT is the provider's time plus the path between the gateway and it; run on
+loopback, the fitted simulator gets the loopback path added once more. `apply_overhead` takes each target's
+share of the path out of its TTFT table, measured by `loadtest.fit_overhead.calibrate` (the default) or given.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.tuning.model import TargetModel, fit_targets, latency_samples
 from gateway.tuning.records import RecordedRequest, Recording, load_recording
 from gateway.tuning.survival import Sample, SurvivalCurve, survival_summary
+from loadtest.fit_overhead import CALIBRATION_S, Overhead, calibrate, shift_table
 from loadtest.scenario import ScenarioError, parse_scenario
 
 DEFAULT_POLICIES: dict[str, Any] = {
@@ -43,6 +48,7 @@ DEFAULT_POLICIES: dict[str, Any] = {
 }
 MIN_BIN_S = 5.0  # rate-profile bins are at least this wide, and at most 30 over the recording
 TAIL_WARNING = 0.01  # warn when this much of a TTFT distribution lies beyond its last observed value
+CLIP_WARNING = 0.05  # warn when this much of a TTFT distribution lies below the measurement path's latency
 
 
 def fit_scenario(recording: Recording, *, alias: str | None = None, name: str = "fitted",
@@ -220,6 +226,31 @@ def target_summary(m: TargetModel, requests: Sequence[RecordedRequest]) -> dict[
     }
 
 
+def apply_overhead(data: dict[str, Any], overheads: Mapping[str, Overhead]) -> list[str]:
+    """Shift each provider's fitted TTFT table down by its measurement-path overhead (in place; clipped at 0),
+    record it in `source`, and return warnings. `source.targets.*.ttft_ms` stays as recorded; what the
+    simulator now waits is `simulator_ttft_ms`. Duration needs no shift of its own: the simulator's duration is
+    its TTFT plus the gaps between tokens, and a gap (a difference of two times on the same path) has none."""
+    warnings: list[str] = []
+    for name, spec in data["providers"].items():
+        overhead = overheads.get(name)
+        if overhead is None:
+            continue
+        ttft = spec["profile"]["ttft"]
+        shifted, clipped = shift_table(ttft["quantiles_ms"], overhead.ms)
+        ttft["quantiles_ms"] = compress([(q, v) for q, v in shifted])
+        target = data["source"]["targets"][name]
+        target["overhead"] = {**overhead.as_dict(), "clipped_share": round(clipped, 4)}
+        target["simulator_ttft_ms"] = {label: round(max(0.0, value - overhead.ms), 1)
+                                       for label, value in target["ttft_ms"].items()}
+        if clipped > CLIP_WARNING:
+            warnings.append(f"{name}: {100 * clipped:.1f}% of its recorded TTFT is below the measurement path's "
+                            f"{overhead.ms:.1f} ms; those draws become 0 ms (the provider is faster than the path, "
+                            "or the overhead is overestimated)")
+    parse_scenario(data)
+    return warnings
+
+
 def _utc(ns: int | None) -> str | None:
     return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
@@ -236,6 +267,16 @@ def header(data: Mapping[str, Any]) -> str:
                      f"p99 {ttft['p99']:g} ms ({t['ttft_observed']} observed, {t['ttft_censored']} censored; "
                      f"dropping the censored would say p99 {t['ttft_p99_ms_dropping_censored']:g} ms), "
                      f"errors {100 * t['error_rate']:.2f}%, {len(t['outages'])} outage(s)")
+    overheads = {name: t for name, t in source["targets"].items() if "overhead" in t}
+    if overheads:
+        lines.append("# The measurement path's latency, subtracted from each TTFT table (the simulator waits the "
+                     "rest):")
+    for name, t in overheads.items():
+        o, sim = t["overhead"], t["simulator_ttft_ms"]
+        how = (f"calibrated: median over {o['samples']} attempts against a fixed {o['probe_ms']:g} ms TTFT at "
+               f"{o['rate']:.1f} req/s for {o['seconds']:g} s, p10 {o['p10_ms']:g} ms, p90 {o['p90_ms']:g} ms"
+               if o["method"] == "calibrated" else "given (--overhead-ms)")
+        lines.append(f"#   {name}: {o['ms']:g} ms ({how}); simulator TTFT p50 {sim['p50']:g} ms, p99 {sim['p99']:g} ms")
     return "\n".join(lines) + "\n"
 
 
@@ -278,6 +319,18 @@ def _read_policies(path: str) -> tuple[dict[str, Any], str | None]:
     return policies, baseline if isinstance(baseline, str) else None
 
 
+def _overhead_arg(text: str) -> str | float:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of milliseconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def fit_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest fit", description=__doc__.splitlines()[0])
     parser.add_argument("traces", nargs="+", help="span files: the gateway's JSON lines, or OTLP JSON exports")
@@ -287,6 +340,13 @@ def fit_main(argv: Sequence[str]) -> int:
     parser.add_argument("--policies", help="take the policies (and baseline) from this YAML, e.g. a scenario")
     parser.add_argument("--config", help="the gateway config the traces came from: provider timeouts and breakers")
     parser.add_argument("--seed", type=int, default=1, help="the fitted scenario's seed (default 1)")
+    parser.add_argument("--overhead-ms", type=_overhead_arg, default="auto", metavar="auto|MS",
+                        help="the measurement path's latency to subtract from every TTFT: auto (default) measures "
+                             "it with a short load test on loopback; a number gives it (0: keep the TTFT as recorded)")
+    parser.add_argument("--calibration-s", type=float, default=CALIBRATION_S,
+                        help=f"seconds of traffic per target for --overhead-ms auto (default {CALIBRATION_S:g})")
+    parser.add_argument("--calibration-out", type=Path, help="keep the calibration's run (traces, report) here")
+    parser.add_argument("--no-pin", action="store_true", help="calibrate without pinning processes to cores")
     args = parser.parse_args(argv)
     try:
         recording = load_recording(args.traces)
@@ -295,6 +355,17 @@ def fit_main(argv: Sequence[str]) -> int:
         name = args.name or args.out.name.removesuffix(".yaml").removesuffix(".yml")
         data, warnings = fit_scenario(recording, alias=args.alias, name=name, policies=policies,
                                       baseline=baseline, config=config, seed=args.seed)
+        if args.overhead_ms == "auto":
+            print(f"calibrating the measurement path ({args.calibration_s:g} s per target on loopback)...",
+                  file=sys.stderr)
+            overheads = calibrate(data, seconds=args.calibration_s, out_dir=args.calibration_out,
+                                  pin=not args.no_pin)
+        else:
+            overheads = {name: Overhead(float(args.overhead_ms), "given") for name in data["providers"]}
+        warnings += apply_overhead(data, overheads)
+    except RuntimeError as exc:  # the calibration's processes did not start
+        print(f"calibration failed: {exc} (--overhead-ms 0 skips it)", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

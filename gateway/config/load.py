@@ -386,7 +386,7 @@ def _parse_telemetry(s: _Section) -> TelemetryConfig:
 
 
 def _parse_state(s: _Section) -> StateConfig:
-    s.only("backend", "url", "key_prefix", "timeout_ms", "share_workers")
+    s.only("backend", "url", "key_prefix", "timeout_ms", "share_workers", "share_latency")
     backend = s.string("backend", "memory")
     if backend not in ("memory", "redis"):
         raise ConfigError(s.at("backend"), f"must be memory or redis, got {backend!r}")
@@ -397,7 +397,8 @@ def _parse_state(s: _Section) -> StateConfig:
     return StateConfig(backend="redis" if backend == "redis" else "memory", url=url,
                        key_prefix=s.string("key_prefix", "gw:"),
                        timeout_ms=s.number("timeout_ms", 100.0, minimum=1, maximum=10_000),
-                       share_workers=s.boolean("share_workers", True))
+                       share_workers=s.boolean("share_workers", True),
+                       share_latency=s.boolean("share_latency", True))
 
 
 def _parse_responses(s: _Section) -> ResponsesConfig:

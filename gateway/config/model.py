@@ -187,6 +187,10 @@ class StateConfig:
     # With backend memory and `--workers N` > 1: the workers share rate limits, cache, coalescing, breaker
     # openings and /metrics through a hub in the supervisor (False: each worker keeps its own).
     share_workers: bool = True
+    # With redis (between replicas) or the workers' hub (between workers): the targets' latency windows, which
+    # the adaptive hedge delays and the deadline rule read, are shared as mergeable sketches (False: each
+    # process learns alone).
+    share_latency: bool = True
 
 
 @dataclass(frozen=True, slots=True)

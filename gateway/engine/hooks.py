@@ -10,9 +10,9 @@ contains a hook that does anyway, so no observer can ever fail a request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 from gateway.config.model import Target
 from gateway.engine.records import Attempt, Launch, RequestSummary
@@ -94,34 +94,67 @@ class Hooks:
 
 
 class CompositeHooks(Hooks):
-    """Fans every event out to several hooks. A hook that raises is logged and skipped, never propagated."""
+    """Fans every event out to several hooks. A hook that raises is logged and skipped, never propagated.
+
+    Dispatch is resolved once, here: for each event, the bound methods of the hooks that override it (a hook
+    that leaves an event to the base class's no-op is never called for it), with nested plain
+    `CompositeHooks` flattened into this one. An event costs a loop over those methods, each in a `try`.
+    """
 
     def __init__(self, *hooks: Hooks) -> None:
         self.hooks = hooks
+        flat: list[Hooks] = []
+        for h in hooks:
+            flat.extend(h.hooks_flat if type(h) is CompositeHooks else (h,))
+        self.hooks_flat: tuple[Hooks, ...] = tuple(flat)
+        self._request_started = _overriding(flat, "request_started")
+        self._request_finished = _overriding(flat, "request_finished")
+        self._attempt_started = _overriding(flat, "attempt_started")
+        self._attempt_finished = _overriding(flat, "attempt_finished")
+        self._hedge_skipped = _overriding(flat, "hedge_skipped")
+        self._breaker_changed = _overriding(flat, "breaker_changed")
 
     def request_started(self, event: RequestStarted) -> None:
-        for h in self.hooks:
-            _safely(h.request_started, event)
+        for method in self._request_started:
+            try:
+                method(event)
+            except Exception:
+                _failed()
 
     def request_finished(self, summary: RequestSummary) -> None:
-        for h in self.hooks:
-            _safely(h.request_finished, summary)
+        for method in self._request_finished:
+            try:
+                method(summary)
+            except Exception:
+                _failed()
 
     def attempt_started(self, event: AttemptStarted) -> None:
-        for h in self.hooks:
-            _safely(h.attempt_started, event)
+        for method in self._attempt_started:
+            try:
+                method(event)
+            except Exception:
+                _failed()
 
     def attempt_finished(self, attempt: Attempt) -> None:
-        for h in self.hooks:
-            _safely(h.attempt_finished, attempt)
+        for method in self._attempt_finished:
+            try:
+                method(attempt)
+            except Exception:
+                _failed()
 
     def hedge_skipped(self, event: HedgeSkipped) -> None:
-        for h in self.hooks:
-            _safely(h.hedge_skipped, event)
+        for method in self._hedge_skipped:
+            try:
+                method(event)
+            except Exception:
+                _failed()
 
     def breaker_changed(self, event: BreakerChanged) -> None:
-        for h in self.hooks:
-            _safely(h.breaker_changed, event)
+        for method in self._breaker_changed:
+            try:
+                method(event)
+            except Exception:
+                _failed()
 
 
 def guarded(hooks: Hooks) -> Hooks:
@@ -129,11 +162,11 @@ def guarded(hooks: Hooks) -> Hooks:
     return hooks if isinstance(hooks, CompositeHooks) else CompositeHooks(hooks)
 
 
-_E = TypeVar("_E")
+def _overriding(hooks: Sequence[Hooks], event: str) -> tuple[Callable[[Any], None], ...]:
+    """The bound `event` methods of the hooks whose class overrides the base no-op."""
+    base = getattr(Hooks, event)
+    return tuple(getattr(h, event) for h in hooks if getattr(type(h), event) is not base)
 
 
-def _safely(method: Callable[[_E], None], event: _E) -> None:
-    try:
-        method(event)
-    except Exception:
-        log.exception("a hook failed (ignored: observers never fail a request)")
+def _failed() -> None:
+    log.exception("a hook failed (ignored: observers never fail a request)")

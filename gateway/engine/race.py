@@ -39,6 +39,9 @@ from gateway.translate import StreamTranslator, translation
 from gateway.translate.passthrough import PASSTHROUGH
 from gateway.wire import Json, SSEEvent, WireFormat
 
+# A timer that fires this close to its deadline has reached it (loop time is a float).
+_SAME_INSTANT_S = 1e-6
+
 
 @dataclass(slots=True)
 class _Admitted:
@@ -119,14 +122,26 @@ class _Race:
         self.record.hedge_delay_s = delay if hedge.enabled else None
         timer_launches = 1
         can_hedge = hedge.enabled and self.may_hedge
-        hedge_at = self.loop.time() + delay
+        waiting_since = self.loop.time()  # the first hedge's delay counts from here (a fallback restarts it)
+        hedge_at = waiting_since + delay
         rearm_s = delay  # a refused hedge is checked again when the wait reaches 2, 4, 8... delays
+        refused = False
         while self.pending:
             timeout = None
             if can_hedge and timer_launches < hedge.max_attempts and self.next_target < len(self.route.targets):
                 timeout = max(0.0, hedge_at - self.loop.time())
             done, _ = await asyncio.wait(self.pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:
+                if tracker is not None and timer_launches == 1 and not refused:
+                    # The window may have learned while this request waited (a young one most of all: at start
+                    # every request in flight used the fallback): the first hedge waits out the delay as it
+                    # stands now, never less than when the request started.
+                    fresh = tracker.delay_s()
+                    if waiting_since + fresh > self.loop.time() + _SAME_INSTANT_S:
+                        delay = rearm_s = fresh
+                        hedge_at = waiting_since + fresh
+                        self.record.hedge_delay_s = fresh
+                        continue
                 if self.launch(Launch.HEDGE) is not None:
                     timer_launches += 1
                     hedge_at, rearm_s = self.loop.time() + delay, delay
@@ -136,6 +151,7 @@ class _Race:
                                                              self.hedge_refused))
                     # Never queued: refused now, looked at again later (the budget refills as requests come),
                     # when the requests still waiting are the likely stalls. Time only runs out: no re-arm then.
+                    refused = True
                     if hedge.rearm and self.hedge_refused != "deadline" and rearm_s > 0:
                         hedge_at = self.loop.time() + rearm_s
                         rearm_s *= 2
@@ -147,7 +163,8 @@ class _Race:
                 return winner
             # A failure launches the next target at once, skipping the rest of the delay.
             if self.fallback_needed and self.launch(Launch.FALLBACK) is not None:
-                hedge_at = self.loop.time() + delay
+                waiting_since = self.loop.time()
+                hedge_at = waiting_since + delay
         raise self.all_failed()
 
     def settle_done(self, done: set[asyncio.Task[RunResult]]) -> Winner | None:

@@ -68,9 +68,10 @@ class Attempt:
     # The usage expected before it was sent (prompt-cache state of its provider, the alias's usual output): a
     # hedge's expected cost, and the input split billed when the attempt was cut before any usage came.
     expected: Usage | None = None
-    # `cost` is read by the spans, the metrics, the log and the request's sums: computed once, on first use
-    # (a value derived from the frozen fields, so caching it keeps the record's meaning).
+    # `cost` and `billed_usage` are read by the spans, the metrics, the log and the request's sums: computed
+    # once, on first use (values derived from the frozen fields, so caching them keeps the record's meaning).
     _cost: Cost | None = field(default=None, repr=False, compare=False)
+    _usage: Usage | None = field(default=None, repr=False, compare=False)
 
     @property
     def provider(self) -> str:
@@ -102,6 +103,13 @@ class Attempt:
     def billed_usage(self) -> Usage:
         """The tokens as billed: the provider's figures; for an attempt cut before it reported its usage, the
         input split it was expected to have (a cold provider's cache writes included) and the output streamed."""
+        known = self._usage
+        if known is None:
+            known = self._billed_usage()
+            object.__setattr__(self, "_usage", known)
+        return known
+
+    def _billed_usage(self) -> Usage:
         if self.outcome is Outcome.SKIPPED:
             return NO_USAGE
         output = self.billed_output_tokens
@@ -182,8 +190,11 @@ class RequestSummary:
     @property
     def cost(self) -> Cost:
         """All attempts' cost by part."""
+        attempts = self.attempts
+        if len(attempts) == 1:  # the usual request: nothing to add up
+            return attempts[0].cost
         total = NO_COST
-        for a in self.attempts:
+        for a in attempts:
             total = total + a.cost
         return total
 
@@ -224,7 +235,7 @@ class RequestRecord:
         self.status, self.error_type = status, error_type
 
     def summary(self, ended: float) -> RequestSummary:
-        attempts = tuple(sorted(self.attempts, key=_index))
+        attempts = tuple(sorted(self.attempts, key=_index)) if len(self.attempts) > 1 else tuple(self.attempts)
         winner = next((a for a in attempts if a.index == self.winner_index), None)
         return RequestSummary(
             request_id=self.request_id, alias=self.alias, door=self.door, endpoint=self.endpoint,

@@ -12,6 +12,7 @@ from gateway.policies.breaker import BreakerState, CircuitBreaker
 from gateway.policies.budget import HedgeBudget
 from gateway.policies.bulkhead import Bulkhead
 from gateway.policies.latency import AdaptiveDelayOptions, LatencyTracker
+from gateway.policies.sketch import LatencyShare, SharedWindow, TargetKey
 from gateway.policies.spend import SpendCeiling
 from gateway.pricing.prompt_cache import PromptCacheTracker
 from gateway.providers import Provider, create_provider
@@ -28,10 +29,15 @@ DEFAULT_COOLDOWN_S = 1.0
 
 class Runtime:
     def __init__(self, config: GatewayConfig, *, hooks: Hooks | None = None, clock: Clock = monotonic,
-                 providers: dict[str, Provider] | None = None, previous: Runtime | None = None) -> None:
+                 providers: dict[str, Provider] | None = None, previous: Runtime | None = None,
+                 shared_latency: LatencyShare | None = None) -> None:
         """`previous`: the runtime of the config being reloaded. What belongs to providers whose config did not
-        change (connections, breaker, latency windows, 429 cool-downs, bulkhead) is carried over."""
+        change (connections, breaker, latency windows, 429 cool-downs, bulkhead) is carried over.
+        `shared_latency`: the latency windows shared with other replicas or workers, if they are."""
         self.config = config
+        self.shared_latency = shared_latency
+        if shared_latency is not None:
+            shared_latency.watch(shared_latency_windows(config))
         self.hooks = guarded(hooks or Hooks())  # no observer can fail a request
         self.clock = clock
         kept = set() if previous is None else {
@@ -98,7 +104,8 @@ class Runtime:
         windows = self._trackers.setdefault((target.provider, target.model, stream), {})
         tracker = windows.get(options)
         if tracker is None:
-            tracker = windows[options] = LatencyTracker(options, clock=self.clock)
+            tracker = windows[options] = LatencyTracker(options, clock=self.clock, shared=self._shared_window(
+                (target.provider, target.model, stream)))
         return tracker
 
     def record_latency(self, target: Target, stream: bool, latency_s: float) -> None:
@@ -110,15 +117,25 @@ class Runtime:
                 tracker.record(latency_s)
         typical = self._typical.get(key)
         if typical is None:
-            typical = self._typical[key] = LatencyTracker(_TYPICAL, clock=self.clock)
+            typical = self._typical[key] = LatencyTracker(_TYPICAL, clock=self.clock, shared=self._shared_window(key))
         typical.record(latency_s)
+        shared = self._shared_window(key)
+        if shared is not None:
+            shared.record(latency_s)
 
     def typical_latency_s(self, target: Target, stream: bool) -> float | None:
-        """The target's recent median latency (TTFT for streams), None until it has a few samples."""
-        typical = self._typical.get((target.provider, target.model, stream))
-        if typical is None or typical.sample_count() < _TYPICAL.min_samples:
+        """The target's recent median latency (TTFT for streams), None until it has a few samples (here or,
+        when latency is shared, in the shared window)."""
+        key = (target.provider, target.model, stream)
+        typical = self._typical.get(key)
+        if typical is None and self.shared_latency is not None:
+            typical = self._typical[key] = LatencyTracker(_TYPICAL, clock=self.clock, shared=self._shared_window(key))
+        if typical is None or (typical.sample_count() < _TYPICAL.min_samples and typical.shared_quantile_s() is None):
             return None
         return typical.delay_s()
+
+    def _shared_window(self, key: TargetKey) -> SharedWindow | None:
+        return None if self.shared_latency is None else self.shared_latency.window(key)
 
     def note_output(self, alias: str, tokens: int) -> None:
         """A winner's output size, for the expected cost of the alias's next hedges."""
@@ -144,3 +161,17 @@ class Runtime:
         for provider in self.providers.values():
             if id(provider) not in shared:
                 await provider.aclose()
+
+
+def shared_latency_windows(config: GatewayConfig) -> dict[TargetKey, float]:
+    """Every target of `config`, streamed and not, with the longest window an alias reads its latency over
+    (the typical-latency window's at least: every target is a possible backup)."""
+    windows: dict[TargetKey, float] = {}
+    for route in config.models.values():
+        adaptive = route.hedge.adaptive
+        window_s = max(_TYPICAL.window_s, adaptive.window_s if adaptive is not None else 0.0)
+        for target in route.targets:
+            for stream in (False, True):
+                key = (target.provider, target.model, stream)
+                windows[key] = max(windows.get(key, 0.0), window_s)
+    return windows

@@ -48,7 +48,8 @@ class Gateway:
         for warning in unpriced_warnings(config):  # at start and at each reload: a 0 cost must not go unnoticed
             log.warning("price: %s", warning)
         self.runtime: Runtime = Runtime(config, hooks=hooks, clock=clock,
-                               previous=None if previous is None else previous.runtime)
+                               previous=None if previous is None else previous.runtime,
+                               shared_latency=self.state_backend.latency)
         self.state_backend.attach(self.runtime.breakers)  # their openings are shared, when Redis is there
         self.engine = Engine(self.runtime)
         self.limiter: SharedLimiter = self.state_backend.limiter

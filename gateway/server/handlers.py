@@ -34,7 +34,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     # Redis being away is not unhealthy: the gateway serves on local state meanwhile. It is reported, though.
-    return web.json_response({"status": "ok", "state": current_gateway(request).state_backend.health()})
+    backend = current_gateway(request).state_backend
+    body: dict[str, object] = {"status": "ok", "state": backend.health()}
+    latency = backend.latency_health()
+    if latency is not None:  # the shared latency windows, when they are shared
+        body["latency"] = latency
+    return web.json_response(body)
 
 
 async def _chat(request: web.Request, codec: Codec) -> web.StreamResponse:

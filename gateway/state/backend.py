@@ -1,17 +1,20 @@
 """The state backend of one gateway process: memory only, Redis shared by every replica, or the hub shared
 by the workers of one `gateway serve --workers N`.
 
-Shared through Redis: per-key rate limits, cached answers, circuit breaker openings. Shared through the hub
-(`gateway.state.hub`, chosen automatically for a worker whose supervisor runs one, that is with
-`backend: memory`, more than one worker and `state.share_workers`): the same, plus coalescing of identical
-requests and the /metrics exposition. Not shared, on purpose: hedge budgets and latency windows (adaptive
-delays). They are feedback loops about this process's own load and what it observed, and reading them
-remotely would add a round trip to every request. The memory backend is always there underneath: it is
-what serves while Redis or the hub is away.
+Shared through Redis: per-key rate limits, cached answers, circuit breaker openings, and (with
+`state.share_latency`, the default) latency windows: the adaptive hedge delays and typical latencies of
+every target, as time-bucketed sketches exchanged in the background once a second
+(`gateway.state.latency`), never on a request's path. Shared through the hub (`gateway.state.hub`, chosen
+automatically for a worker whose supervisor runs one, that is with `backend: memory`, more than one worker
+and `state.share_workers`): the same, plus coalescing of identical requests and the /metrics exposition.
+Not shared, on purpose: hedge budgets. They are a feedback loop about this process's own load (each caps
+the extra load its process adds). The memory backend is always there underneath: it is what serves while
+Redis or the hub is away (latency included: every process keeps its local windows all along).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -28,6 +31,7 @@ from gateway.state.limiter import LocalLimiter, SharedLimiter
 
 if TYPE_CHECKING:
     from gateway.state.hubstate import HubState
+    from gateway.state.latency import SharedLatency
 
 
 class StateBackend:
@@ -43,6 +47,8 @@ class StateBackend:
         self._closed = False
         self._redis = None
         self._hub: HubState | None = None
+        # The latency windows shared with the other replicas or workers; None: local windows only.
+        self.latency: SharedLatency | None = None
         hub = os.environ.get(HUB_ENV) if hub is None else hub
         if hub and config.share_workers:
             from gateway.state.hubstate import HubState
@@ -52,6 +58,11 @@ class StateBackend:
             self._hub.link.start()
             if config.backend == "memory":
                 self.limiter = self._hub.limiter
+                if config.share_latency:
+                    from gateway.state.latency import HubLatencyExchange, SharedLatency
+
+                    self.latency = SharedLatency(HubLatencyExchange(self._hub.link), clock=clock)
+                    self.latency.start()
                 return
             # With redis, Redis shares the state (as between replicas); the hub still merges /metrics.
         if config.backend != "redis":
@@ -67,6 +78,11 @@ class StateBackend:
         self.limiter = RedisLimiter(link, config.key_prefix, self.local_limiter)
         link.start()
         sync.start()
+        if config.share_latency:
+            from gateway.state.latency import RedisLatencyExchange, SharedLatency
+
+            self.latency = SharedLatency(RedisLatencyExchange(link, config.key_prefix), clock=clock)
+            self.latency.start()
 
     def answers(self, caches: Mapping[str, ResponseCache]) -> SharedAnswers:
         """The response cache over these local caches (one per alias of the current config)."""
@@ -95,10 +111,14 @@ class StateBackend:
             self._hub.breakers.attach(breakers)
 
     async def ready(self, timeout_s: float) -> None:
-        """Wait, at most `timeout_s`, for the workers' hub (a worker starts serving with its state shared);
-        returns at once for the other backends (a Redis away at start is found in the background)."""
+        """Wait, at most `timeout_s`, for the workers' hub (a worker starts serving with its state shared) and,
+        when latency is shared, for the first latency exchange (so the first requests hedge at the learned
+        delays). A Redis away at start costs only its first connection attempt: it is found in the background."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
         if self._hub is not None:
             await self._hub.link.ready(timeout_s)
+        if self.latency is not None:
+            await self.latency.start_up(max(0.0, deadline - asyncio.get_running_loop().time()))
 
     def serve_metrics(self, source: Callable[[], str]) -> None:
         """This process's own exposition, which the hub asks for when another worker is scraped."""
@@ -122,11 +142,17 @@ class StateBackend:
                            "worker": self._hub.worker, "hub": "connected" if self._hub.link.up else "unavailable"})
         return health
 
+    def latency_health(self) -> dict[str, object] | None:
+        """For /healthz: the shared latency windows (see `SharedLatency.health`), None when not shared."""
+        return None if self.latency is None else self.latency.health()
+
     async def aclose(self) -> None:
         """Stop the background tasks and close the connection; idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self.latency is not None:
+            await self.latency.aclose()
         if self._hub is not None:
             await self._hub.link.aclose()
         if self._redis is None:

@@ -12,6 +12,8 @@ is exact across workers without locks:
   until its `put` (or its release, when its flight failed or it went away; the lease then passes to a
   waiting worker);
 - circuit breaker openings: pushed to every other worker the moment one opens (no polling);
+- latency windows (adaptive hedge delays, typical latencies): each worker's new samples merged into shared
+  time-bucketed sketches, read back in the same request (`gateway.state.hub_latency`);
 - `/metrics`: the worker answering a scrape sends its exposition, the hub asks every other worker for
   theirs and returns the merge (`gateway.telemetry.merge`).
 
@@ -35,6 +37,7 @@ from cachetools import TLRUCache
 from gateway.clock import Clock, monotonic
 from gateway.policies.ratelimit import RateLimiter, RateLimitOptions
 from gateway.state.frames import COLLECT_TIMEOUT_S, LEASE_WAIT_S, FrameProtocol, Header
+from gateway.state.hub_latency import HubLatency
 
 log = logging.getLogger("gateway.state.hub")
 
@@ -96,6 +99,7 @@ class Hub:
         self.answers: dict[str, _Answers] = {}
         self.leases: dict[tuple[str, str], _Lease] = {}
         self.openings: dict[str, float] = {}  # provider -> open until, on this clock
+        self.latency = HubLatency()  # on the wall clock: bucket ids are wall-clock, as in Redis
         self.conns: set[_Conn] = set()
         self._options: dict[tuple[int, int], RateLimitOptions] = {}
         self._collects: dict[int, _Collect] = {}
@@ -259,6 +263,18 @@ class Hub:
             if other is not conn:
                 self._reply(other, ["opened", provider, int(open_for_ms)])
 
+    # -- latency windows --
+
+    def _latency(self, conn: _Conn, header: Header, payload: bytes) -> None:
+        try:
+            answer = self.latency.exchange(payload)
+        except (ValueError, TypeError) as exc:
+            # Answered all the same (an empty list the worker takes for a failed exchange): unanswered, its
+            # request would time out and the worker would take the whole hub for gone.
+            log.warning("hub: bad latency message from worker %s: %s", conn.worker, exc)
+            answer = b"[]"
+        self._reply(conn, ["r", header[1]], answer)
+
     # -- metrics --
 
     def _metrics(self, conn: _Conn, header: Header, payload: bytes) -> None:
@@ -302,7 +318,7 @@ def _order(worker: str) -> tuple[int, str]:
 
 _HANDLERS = {"ping": Hub._ping, "hello": Hub._hello, "check": Hub._check, "settle": Hub._settle, "get": Hub._get,
              "put": Hub._put, "release": Hub._release, "open": Hub._open, "metrics": Hub._metrics,
-             "collected": Hub._collected}
+             "collected": Hub._collected, "latency": Hub._latency}
 
 
 async def run_hub(path: str) -> None:

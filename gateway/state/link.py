@@ -54,6 +54,7 @@ class RedisLink:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
         self.up = False
         self.connections = 0  # times it came up: a change tells a poller that Redis was away meanwhile
+        self.tried = asyncio.Event()  # set once the first connection attempt has succeeded or failed
         self._ever_up = False
         self._reported_reply_error = False
         self._closed = False
@@ -108,6 +109,7 @@ class RedisLink:
                     log.warning("shared state: redis at %s unavailable at start (%s); serving on local state and "
                                 "retrying in the background", self.where, _describe(exc))
                 first_failure = False
+                self.tried.set()
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, _MAX_RETRY_S)
                 continue
@@ -116,6 +118,7 @@ class RedisLink:
             log.info("shared state: redis at %s %s; rate limits, cache and breakers are shared", self.where,
                         "is back" if self._ever_up else "connected")
             self._ever_up = True
+            self.tried.set()
             return
 
     async def aclose(self) -> None:

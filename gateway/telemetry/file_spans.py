@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import Decision, Sampler
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON, Decision, Sampler
 from opentelemetry.trace import SpanKind
 
 from gateway.engine import Attempt, AttemptStarted, Outcome, RequestStarted, RequestSummary
@@ -50,21 +50,28 @@ class FileSpanHooks(TelemetryHooks):
         super().__init__(None, metrics, capture_content=capture_content)
         self._writer = writer
         self._sampler = sampler
+        # The default sampler (parent-based, always on) and always_on keep every trace the gateway starts: a
+        # request without trace headers needs neither the propagator nor the sampler.
+        self._roots_sampled = sampler is ALWAYS_ON or sampler is DEFAULT_ON
         self._service = service_name
         self._spans: dict[int, _FileSpan] = {}  # request id -> its span, while the request runs
 
     def request_started(self, event: RequestStarted) -> None:
-        parent_ctx = W3C.extract(event.headers, Context())
         attrs = span_attributes.request_start(event)
         if self._capture_content:
             attrs.update(span_attributes.content(event.body))
-        parent = trace.get_current_span(parent_ctx).get_span_context()
-        name = f"{event.endpoint} {event.alias}"
-        decision = self._sampler.should_sample(parent_ctx, event.trace_id, name, SpanKind.SERVER, attrs)
-        if decision.decision is Decision.RECORD_AND_SAMPLE:
-            self._spans[event.request_id] = _FileSpan(
-                format(event.trace_id, "032x"), format(_new_id(64), "016x"),
-                format(parent.span_id, "016x") if parent.is_valid else None, attrs)
+        parent_id = None
+        if event.headers or not self._roots_sampled:  # else a new trace the sampler would always keep
+            parent_ctx = W3C.extract(event.headers, Context())
+            parent = trace.get_current_span(parent_ctx).get_span_context()
+            decision = self._sampler.should_sample(parent_ctx, event.trace_id, f"{event.endpoint} {event.alias}",
+                                                   SpanKind.SERVER, attrs)
+            if decision.decision is not Decision.RECORD_AND_SAMPLE:
+                return
+            if parent.is_valid:
+                parent_id = format(parent.span_id, "016x")
+        self._spans[event.request_id] = _FileSpan(format(event.trace_id, "032x"), format(_new_id(64), "016x"),
+                                                  parent_id, attrs)
 
     def attempt_started(self, event: AttemptStarted) -> None:
         state = self._spans.get(event.request_id)

@@ -12,6 +12,7 @@ One line:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -54,7 +55,7 @@ class JsonLinesSpanExporter(SpanExporter):
         data = b"".join(orjson.dumps(span_to_dict(s), option=orjson.OPT_APPEND_NEWLINE) for s in spans)
         return SpanExportResult.SUCCESS if self.write_lines(data) else SpanExportResult.FAILURE
 
-    def write_lines(self, data: bytes) -> bool:
+    def write_lines(self, data: bytes | bytearray) -> bool:
         with self._lock:
             if self._file is None:
                 return False
@@ -86,16 +87,24 @@ class InlineJsonLinesProcessor(SpanProcessor):
 
     The gateway's default when spans go only to the file: a BatchSpanProcessor would hand every span to a worker
     thread, whose wake-ups and GIL hand-offs cost the event loop more than serialising the span itself. Here a
-    span is serialised once (~10 µs) into a buffer, written every `batch` spans or `interval_s` seconds (so
-    `tail -f` sees spans while the gateway runs), and on flush and shutdown.
+    span is serialised once into one growing buffer, which is written when it holds `batch_bytes`,
+    `interval_s` after the first line of a batch (a timer on the running event loop, so `tail -f` sees spans
+    while the gateway runs, busy or idle), and on flush and shutdown.
+
+    One buffer rather than a list of lines: 256 lines of ~700 bytes each held in a list, then freed together,
+    made the allocator give the memory back and fault it in again on every batch, which cost more than the
+    serialisation itself (3 µs a line against 1.5 µs, measured in process).
     """
 
-    def __init__(self, path: str | Path, *, batch: int = 256, interval_s: float = 1.0) -> None:
+    def __init__(self, path: str | Path, *, batch_bytes: int = 64 * 1024, interval_s: float = 1.0) -> None:
         self._exporter = JsonLinesSpanExporter(path)
-        self._lines: list[bytes] = []
-        self._batch = batch
+        self._buffer = bytearray()
+        self._batch_bytes = batch_bytes
         self._interval_s = interval_s
+        self._timer: asyncio.TimerHandle | None = None
         self._last_write = time.monotonic()
+        # The loop adds; a flush or shutdown may come from another thread. Held while writing too, so that
+        # batches reach the file in the order their lines were added.
         self._lock = threading.Lock()
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
@@ -109,16 +118,33 @@ class InlineJsonLinesProcessor(SpanProcessor):
     def add(self, line_fields: dict[str, Any]) -> None:
         """One span line, already as the dict `span_to_dict` would make (`FileSpanHooks` writes these)."""
         line = orjson.dumps(line_fields, option=orjson.OPT_APPEND_NEWLINE)
-        with self._lock:  # uncontended but for a flush from another thread
-            self._lines.append(line)
-        if len(self._lines) >= self._batch or time.monotonic() - self._last_write >= self._interval_s:
+        with self._lock:
+            self._buffer += line
+            size = len(self._buffer)
+        if size >= self._batch_bytes:
             self._write()
+        elif self._timer is None and not self._schedule() and \
+                time.monotonic() - self._last_write >= self._interval_s:
+            self._write()  # no event loop to time the batch: checked as lines come
+
+    def _schedule(self) -> bool:
+        """Write this batch `interval_s` from now, on the running loop; False when there is none."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._timer = loop.call_later(self._interval_s, self._on_timer)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._write()
 
     def _write(self) -> None:
         with self._lock:
-            lines, self._lines = self._lines, []
+            data, self._buffer = self._buffer, bytearray()
             self._last_write = time.monotonic()
-        self._exporter.write_lines(b"".join(lines))
+            self._exporter.write_lines(data)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         self._write()

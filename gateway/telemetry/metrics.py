@@ -1,22 +1,19 @@
-"""The gateway's OpenTelemetry instruments: created once, recorded from the hooks.
+"""The gateway's metrics: created once, recorded from the hooks, aggregated in place (`gateway.telemetry.aggregate`).
 
-One SDK measurement costs 10-15 us of CPU (it validates and hashes the attributes every time), more than the
-rest of the gateway's work on a request. So counters and gauges are kept here as plain sums in dicts (well
-under a microsecond) and handed to OpenTelemetry through observable instruments, read once per collection
-(a /metrics scrape or an OTLP export). Only the histograms, which the SDK must bucket itself, are
-synchronous: per request that is duration and TTFT, plus input and output tokens per attempt.
+Every series is keyed by a tuple of its label values; its attribute dict (the OpenTelemetry attributes, hence
+the Prometheus labels) is built from that key the first time it is seen, by the `_*_attributes` functions
+below, always with the same keys in the same order (the /metrics merge across workers matches series by text).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Final
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from gateway.engine.records import Attempt, Outcome
 from gateway.telemetry import names as n
+from gateway.telemetry.aggregate import BuildAttributes, Key, MetricSet
 
 # The GenAI semantic conventions' advisory buckets, so dashboards built for them fit.
 DURATION_BUCKETS_S: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
@@ -28,157 +25,109 @@ TOKEN_BUCKETS: Final = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 104
 
 BREAKER_STATE_VALUE: Final = {"closed": 0, "half_open": 1, "open": 2}
 
-# Histogram attribute combinations are bounded by the config (aliases x providers x a few enums), but error
-# types come from upstream: past this many cached dicts the cache starts over rather than grow.
-_MAX_CACHED_ATTRIBUTES = 4096
 
-Key = tuple[object, ...]
+def _plain(value: object) -> AttributeValue:
+    """A label value as OpenTelemetry takes it: enums (StrEnum) as their string."""
+    return value if type(value) in (str, bool, int, float) else str(value)  # type: ignore[return-value]
 
 
-class ObservedValues:
-    """Values by attribute set, kept on the event loop and reported by an observable instrument's callback.
+def _request_attributes(key: Key) -> Attributes:
+    alias, door, stream, winner, status, error_type = key
+    attrs = {n.REQUEST_MODEL: _plain(alias), n.DOOR: _plain(door), n.STREAM: _plain(stream),
+             n.HTTP_STATUS: _plain(status)}
+    if winner is not None:
+        attrs[n.PROVIDER] = _plain(winner)
+    if error_type:
+        attrs[n.ERROR_TYPE] = _plain(error_type)
+    return attrs
 
-    `add` sums (counters), `set` replaces (gauges). The callback may run on an exporter thread: `list()` of a
-    dict's items is one C call under the GIL, so it never sees the dict change size mid-iteration.
-    """
 
-    __slots__ = ("_attributes", "_values")
+def _labels(*names: str) -> BuildAttributes:
+    """Attributes named `names`, valued by the key's items in that order."""
+    def build(key: Key) -> Attributes:
+        return {name: _plain(value) for name, value in zip(names, key, strict=True)}
+    return build
 
-    def __init__(self) -> None:
-        self._values: dict[Key, float] = {}
-        self._attributes: dict[Key, Attributes] = {}
 
-    def add(self, key: Key, amount: float, build: Callable[[], Attributes]) -> None:
-        value = self._values.get(key)
-        if value is None:
-            self._attributes[key] = build()
-            value = 0
-        self._values[key] = value + amount
-
-    def set(self, key: Key, value: float, build: Callable[[], Attributes]) -> None:
-        if key not in self._attributes:
-            self._attributes[key] = build()
-        self._values[key] = value
-
-    def get(self, key: Key) -> float | None:
-        return self._values.get(key)
-
-    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(value, self._attributes[key]) for key, value in list(self._values.items())]
+_TTFT_ATTRIBUTES = _labels(n.REQUEST_MODEL, n.PROVIDER, n.STREAM)
+_TOKEN_ATTRIBUTES = _labels(n.OPERATION, n.PROVIDER_NAME, n.PROVIDER, n.REQUEST_MODEL, n.TOKEN_TYPE)
+_ATTEMPT_ATTRIBUTES = _labels(n.REQUEST_MODEL, n.PROVIDER, n.ATTEMPT_LAUNCH, n.ATTEMPT_OUTCOME)
+_COST_ATTRIBUTES = _labels(n.REQUEST_MODEL, n.PROVIDER)
+_PART_ATTRIBUTES = _labels(n.REQUEST_MODEL, n.PROVIDER, n.COST_PART)
+_SKIP_ATTRIBUTES = _labels(n.REQUEST_MODEL, n.HEDGE_SKIP_REASON)
+_BREAKER_ATTRIBUTES = _labels(n.PROVIDER)
+_TRANSITION_ATTRIBUTES = _labels(n.PROVIDER, n.BREAKER_FROM, n.BREAKER_TO)
 
 
 class GatewayMetrics:
-    def __init__(self, meter: Meter) -> None:
-        self.request_duration = meter.create_histogram(
-            "gateway.request.duration", unit="s",
-            description="Client request duration through the gateway, to the last byte.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S)
-        self.time_to_first_token = meter.create_histogram(
-            "gateway.request.time_to_first_token", unit="s",
-            description="From the request's arrival to the winning attempt's first content token.",
-            explicit_bucket_boundaries_advisory=TTFT_BUCKETS_S)
-        self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}",
-            description="Input and output tokens billed per attempt (estimated when a provider was cut off).",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
-        self.cost = self._counter(meter, "gateway.cost", "USD", "Cost of every attempt sent, winners and losers.")
-        self.wasted_cost = self._counter(meter, "gateway.wasted_cost", "USD",
-                                         "Cost of attempts that did not win: cancelled hedges and failed attempts.")
-        self.cost_parts = self._counter(meter, "gateway.cost.parts", "USD",
-                                        "Cost of every attempt sent, by part: uncached input, cache reads, cache "
-                                        "writes, output.")
-        self.attempts = self._counter(meter, "gateway.attempts", "{attempt}", "Attempts by launch reason and outcome.")
-        self.hedges_skipped = self._counter(meter, "gateway.hedges.skipped", "{hedge}",
-                                            "Hedges not launched because the budget was spent.")
-        self.breaker_transitions = self._counter(meter, "gateway.breaker.transitions", "{transition}",
-                                                 "Circuit breaker state changes.")
-        self.breaker_state = ObservedValues()
-        meter.create_observable_gauge(
-            "gateway.breaker.state", callbacks=[self.breaker_state.observe], unit="{state}",
-            description="Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.")
-        self._attributes: dict[Key, Attributes] = {}
-
-    @staticmethod
-    def _counter(meter: Meter, name: str, unit: str, description: str) -> ObservedValues:
-        values = ObservedValues()
-        meter.create_observable_counter(name, callbacks=[values.observe], unit=unit, description=description)
-        return values
-
-    def _cached(self, key: Key, build: Callable[[], Attributes]) -> Attributes:
-        attrs = self._attributes.get(key)
-        if attrs is None:
-            if len(self._attributes) >= _MAX_CACHED_ATTRIBUTES:
-                self._attributes.clear()
-            attrs = self._attributes[key] = build()
-        return attrs
+    def __init__(self, metrics: MetricSet) -> None:
+        self.request_duration = metrics.histogram(
+            "gateway.request.duration", "s", "Client request duration through the gateway, to the last byte.",
+            DURATION_BUCKETS_S)
+        self.time_to_first_token = metrics.histogram(
+            "gateway.request.time_to_first_token", "s",
+            "From the request's arrival to the winning attempt's first content token.", TTFT_BUCKETS_S)
+        self.token_usage = metrics.histogram(
+            "gen_ai.client.token.usage", "{token}",
+            "Input and output tokens billed per attempt (estimated when a provider was cut off).", TOKEN_BUCKETS)
+        self.cost = metrics.counter("gateway.cost", "USD", "Cost of every attempt sent, winners and losers.")
+        self.wasted_cost = metrics.counter("gateway.wasted_cost", "USD",
+                                           "Cost of attempts that did not win: cancelled hedges and failed attempts.")
+        self.cost_parts = metrics.counter("gateway.cost.parts", "USD",
+                                          "Cost of every attempt sent, by part: uncached input, cache reads, cache "
+                                          "writes, output.")
+        self.attempts = metrics.counter("gateway.attempts", "{attempt}", "Attempts by launch reason and outcome.")
+        self.hedges_skipped = metrics.counter("gateway.hedges.skipped", "{hedge}",
+                                              "Hedges not launched because the budget was spent.")
+        self.breaker_transitions = metrics.counter("gateway.breaker.transitions", "{transition}",
+                                                   "Circuit breaker state changes.")
+        self.breaker_state = metrics.gauge("gateway.breaker.state", "{state}",
+                                           "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.")
 
     def request_finished(self, alias: str, door: str, stream: bool, winner: str | None, status: int,
                          error_type: str | None, latency_s: float | None, ttft_s: float | None) -> None:
-        def build() -> Attributes:
-            attrs: dict[str, str | bool | int] = {n.REQUEST_MODEL: alias, n.DOOR: door, n.STREAM: stream,
-                                                  n.HTTP_STATUS: status}
-            if winner is not None:
-                attrs[n.PROVIDER] = winner
-            if error_type:
-                attrs[n.ERROR_TYPE] = error_type
-            return attrs
-
         if latency_s is not None:
-            self.request_duration.record(
-                latency_s, self._cached(("request", alias, door, stream, winner, status, error_type), build))
+            self.request_duration.record((alias, door, stream, winner, status, error_type), latency_s,
+                                         _request_attributes)
         if ttft_s is not None and winner is not None:
-            self.time_to_first_token.record(ttft_s, self._cached(("ttft", alias, winner, stream), lambda: {
-                n.REQUEST_MODEL: alias, n.PROVIDER: winner, n.STREAM: stream}))
+            self.time_to_first_token.record((alias, winner, stream), ttft_s, _TTFT_ATTRIBUTES)
 
     def attempt_finished(self, alias: str, attempt: Attempt, provider_kind: str) -> None:
-        provider, launch, outcome = attempt.provider, str(attempt.launch), str(attempt.outcome)
-        self.attempts.add((alias, provider, launch, outcome), 1, lambda: {
-            n.REQUEST_MODEL: alias, n.PROVIDER: provider, n.ATTEMPT_LAUNCH: launch, n.ATTEMPT_OUTCOME: outcome})
-        if attempt.outcome is Outcome.SKIPPED:
+        provider, outcome = attempt.provider, attempt.outcome
+        self.attempts.add((alias, provider, attempt.launch, outcome), 1, _ATTEMPT_ATTRIBUTES)
+        if outcome is Outcome.SKIPPED:
             return
-        model = attempt.target.model
+        model, operation = attempt.target.model, attempt.operation
         usage = attempt.billed_usage
-        # The cache and reasoning counts only when there are some: each measurement costs 10-15 us, and most
-        # short requests have none.
-        counts = [("input", usage.input_tokens), ("output", usage.output_tokens)]
-        counts.extend((token_type, count) for token_type, count in (
-            ("cache_read", usage.cache_read_tokens), ("cache_write", usage.cache_write_tokens),
-            ("reasoning", usage.reasoning_tokens)) if count)
-        for token_type, count in counts:
-            self.token_usage.record(count, self._cached(
-                ("tokens", provider, model, token_type, attempt.operation),
-                _token_attributes(attempt.operation, provider_kind, provider, model, token_type)))
+        tokens = self.token_usage
+        tokens.record((operation, provider_kind, provider, model, "input"), usage.input_tokens, _TOKEN_ATTRIBUTES)
+        tokens.record((operation, provider_kind, provider, model, "output"), usage.output_tokens, _TOKEN_ATTRIBUTES)
+        # The cache and reasoning counts only when there are some: most short requests have none.
+        if usage.cache_read_tokens:
+            tokens.record((operation, provider_kind, provider, model, "cache_read"), usage.cache_read_tokens,
+                          _TOKEN_ATTRIBUTES)
+        if usage.cache_write_tokens:
+            tokens.record((operation, provider_kind, provider, model, "cache_write"), usage.cache_write_tokens,
+                          _TOKEN_ATTRIBUTES)
+        if usage.reasoning_tokens:
+            tokens.record((operation, provider_kind, provider, model, "reasoning"), usage.reasoning_tokens,
+                          _TOKEN_ATTRIBUTES)
         parts = attempt.cost
-        cost = parts.total_usd
-
-        def cost_attributes() -> Attributes:
-            return {n.REQUEST_MODEL: alias, n.PROVIDER: provider}
-
-        self.cost.add((alias, provider), cost, cost_attributes)
-        if attempt.outcome is not Outcome.WON:
-            self.wasted_cost.add((alias, provider), cost, cost_attributes)
+        key = (alias, provider)
+        self.cost.add(key, parts.total_usd, _COST_ATTRIBUTES)
+        if outcome is not Outcome.WON:
+            self.wasted_cost.add(key, parts.total_usd, _COST_ATTRIBUTES)
         for part, usd in (("input", parts.input_usd), ("cache_read", parts.cache_read_usd),
                           ("cache_write", parts.cache_write_usd), ("output", parts.output_usd)):
             if usd:
-                self.cost_parts.add((alias, provider, part), usd, _part_attributes(alias, provider, part))
+                self.cost_parts.add((alias, provider, part), usd, _PART_ATTRIBUTES)
 
     def hedge_skipped(self, alias: str, reason: str) -> None:
-        self.hedges_skipped.add((alias, reason), 1, lambda: {n.REQUEST_MODEL: alias, n.HEDGE_SKIP_REASON: reason})
+        self.hedges_skipped.add((alias, reason), 1, _SKIP_ATTRIBUTES)
 
     def breaker_is(self, provider: str, state: str) -> None:
-        self.breaker_state.set((provider,), BREAKER_STATE_VALUE.get(state, -1), lambda: {n.PROVIDER: provider})
+        self.breaker_state.set((provider,), BREAKER_STATE_VALUE.get(state, -1), _BREAKER_ATTRIBUTES)
 
     def breaker_changed(self, provider: str, old: str, new: str) -> None:
         self.breaker_is(provider, new)
-        self.breaker_transitions.add((provider, old, new), 1, lambda: {
-            n.PROVIDER: provider, n.BREAKER_FROM: old, n.BREAKER_TO: new})
-
-
-def _token_attributes(operation: str, provider_kind: str, provider: str, model: str,
-                      token_type: str) -> Callable[[], Attributes]:
-    return lambda: {n.OPERATION: operation, n.PROVIDER_NAME: provider_kind, n.PROVIDER: provider,
-                    n.REQUEST_MODEL: model, n.TOKEN_TYPE: token_type}
-
-
-def _part_attributes(alias: str, provider: str, part: str) -> Callable[[], Attributes]:
-    return lambda: {n.REQUEST_MODEL: alias, n.PROVIDER: provider, n.COST_PART: part}
+        self.breaker_transitions.add((provider, old, new), 1, _TRANSITION_ATTRIBUTES)

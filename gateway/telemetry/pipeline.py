@@ -2,6 +2,10 @@
 
 Providers are passed around explicitly, never installed as the global ones: a library must not take over
 the process's OpenTelemetry setup (`gateway serve` may install them; tests build several side by side).
+
+Metrics have no SDK meter provider: they are aggregated in place (`gateway.telemetry.aggregate`), /metrics
+renders their collection, and OpenTelemetry metric readers (the OTLP exporter's periodic reader, any given
+by the caller) are fed the same collection when they collect.
 """
 
 from __future__ import annotations
@@ -13,16 +17,22 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from gateway import __version__
 from gateway.config.model import GatewayConfig, TelemetryConfig
 from gateway.engine.hooks import Hooks
 from gateway.telemetry import otel_env, prometheus
+from gateway.telemetry.aggregate import MetricSet
 from gateway.telemetry.file_spans import FileSpanHooks
 from gateway.telemetry.hooks import GivenTraceIds, TelemetryHooks
 from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
@@ -37,13 +47,15 @@ class Telemetry:
     """What the gateway needs from telemetry: `hooks` for the engine, `metrics_text()` for /metrics, shutdown."""
 
     def __init__(self, *, hooks: Hooks, tracer_provider: TracerProvider | None = None,
-                 meter_provider: MeterProvider | None = None,
-                 metrics_reader: InMemoryMetricReader | None = None) -> None:
+                 metrics: MetricSet | None = None, metric_readers: Sequence[MetricReader] = ()) -> None:
         self.hooks = hooks  # replaceable, e.g. by a wrapper that also delegates to these
         self._telemetry_hooks = hooks if isinstance(hooks, TelemetryHooks) else None
         self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
-        self._metrics_reader = metrics_reader
+        self.metrics = metrics
+        self.metric_readers = tuple(metric_readers)  # fed from `metrics`; flushed and shut down with this
+        if metrics is not None:
+            for reader in self.metric_readers:
+                feed_reader(reader, metrics)
         self._lock = threading.Lock()  # shutdown may run in a worker thread while /metrics is read
         self._closed = False
 
@@ -64,15 +76,15 @@ class Telemetry:
     def metrics_text(self) -> str:
         """Every metric, in Prometheus text exposition format 0.0.4."""
         with self._lock:
-            if self._metrics_reader is None or self._closed:
+            if self.metrics is None or self._closed:
                 return ""
-            return prometheus.render(self._metrics_reader.get_metrics_data())
+            return prometheus.render(self.metrics.collect())
 
     def force_flush_blocking(self, timeout_millis: int = 10_000) -> None:
         if self.tracer_provider is not None:
             self.tracer_provider.force_flush(timeout_millis)
-        if self.meter_provider is not None:
-            self.meter_provider.force_flush(timeout_millis)
+        for reader in self.metric_readers:
+            reader.force_flush(timeout_millis)
 
     def shutdown_blocking(self) -> None:
         """Export what is buffered and stop the exporters' threads. Idempotent."""
@@ -82,8 +94,8 @@ class Telemetry:
             self._closed = True
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
-        if self.meter_provider is not None:
-            self.meter_provider.shutdown()
+        for reader in self.metric_readers:  # a periodic reader exports one last time
+            reader.shutdown()
 
     # Exporting blocks (OTLP over `requests`, file writes): off the event loop, which may even be serving
     # the collector the export goes to (as in the tests).
@@ -124,21 +136,20 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
         for processor in processors:
             tracer_provider.add_span_processor(processor)
 
-    metrics_reader = InMemoryMetricReader()
-    readers: list[MetricReader] = [metrics_reader, *metric_readers]
+    readers = list(metric_readers)
     metrics_target = otel_env.otlp_target(env, "metrics")
     if metrics_target is not None:
         exporter = OTLPMetricExporter(endpoint=metrics_target.endpoint, headers=metrics_target.headers)
         readers.append(PeriodicExportingMetricReader(
             exporter, export_interval_millis=otel_env.metric_export_interval_ms(env)))
         log.info("exporting metrics over OTLP/HTTP to %s", metrics_target.endpoint)
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+    metric_set = MetricSet(resource, InstrumentationScope(INSTRUMENTATION_NAME, __version__))
 
     tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__) if tracer_provider else None
     if sampler is ALWAYS_OFF:
         # Every span would be dropped: do not build attributes and non-recording spans per request for nothing.
         tracer = None
-    metrics = GatewayMetrics(meter_provider.get_meter(INSTRUMENTATION_NAME, __version__))
+    metrics = GatewayMetrics(metric_set)
     hooks: TelemetryHooks
     if file_writer is not None and processors == [file_writer] and tracer is not None:
         # Spans go only to the file: write them straight from the engine's records (the provider stays, so
@@ -147,5 +158,22 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
                               capture_content=config.capture_content)
     else:
         hooks = TelemetryHooks(tracer, metrics, capture_content=config.capture_content, trace_ids=trace_ids)
-    return Telemetry(hooks=hooks, tracer_provider=tracer_provider, meter_provider=meter_provider,
-                     metrics_reader=metrics_reader)
+    return Telemetry(hooks=hooks, tracer_provider=tracer_provider, metrics=metric_set, metric_readers=readers)
+
+
+def feed_reader(reader: MetricReader, metrics: MetricSet) -> None:
+    """Make `reader.collect()` read `metrics`, as a meter provider would make it read the SDK's instruments.
+
+    The SDK has no public way to hand a reader data that is not its own instruments' (no metric producers in
+    this version); `_set_collect_callback` is what `MeterProvider` itself calls on every reader it is given.
+    The collection is always cumulative: a reader asking for delta temporality (e.g.
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta) still gets cumulative points, marked as such.
+    """
+    if AggregationTemporality.DELTA in reader._instrument_class_temporality.values():
+        log.warning("metrics are exported with cumulative temporality; the delta preference is not honoured")
+
+    def collect(_reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
+        return metrics.collect()
+
+    # The SDK's annotation names the second parameter a temporality; it passes timeout_millis.
+    reader._set_collect_callback(collect)  # type: ignore[arg-type]

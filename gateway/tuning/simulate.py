@@ -9,11 +9,13 @@ engine's status classification. What this module writes itself is the race's seq
 Applied:
 - the primary is the first admissible target (a target cooling down after a 429, or whose breaker refuses a
   permit, is skipped, as the engine records it);
-- the delay is read once per request from the tracker of the target that really went first (TTFT for streams,
-  full latency otherwise), or is the fixed `delay_ms`;
+- the delay is read from the tracker of the target that really went first (TTFT for streams, full latency
+  otherwise), or is the fixed `delay_ms`: when the request starts, and again when its first hedge would go (the
+  window may have learned meanwhile: the hedge then waits out the longer delay, counted from the start);
 - after the delay with no winner, the next target is launched as a hedge, paid from the budget; a refused hedge
-  ends hedging for that request (skipped, never queued); at most `max_attempts` attempts are launched by the
-  timer; the budget counts a request only once its primary was sent;
+  is never queued: with `rearm` it is looked at again when the wait reaches 2, 4, 8... delays, else hedging ends
+  for that request; at most `max_attempts` attempts are launched by the timer; the budget counts a request only
+  once its primary was sent;
 - a provider fault (5xx, timeout, broken stream before the commit) launches the next target at once, outside
   the budget, and restarts the delay; a 429 also cools the target down (1 s: traces do not carry Retry-After);
   a client error (4xx) ends the request;
@@ -100,6 +102,10 @@ class _Request:
     timer_launches: int = 1
     can_hedge: bool = True
     delay_s: float = 0.0
+    rearm_s: float = 0.0
+    waiting_since: float = 0.0  # the first hedge's delay counts from here (a fallback restarts it)
+    refused: bool = False  # a hedge of this request was refused: the delay is no longer re-read
+    tracker: LatencyTracker | None = None
     timer_gen: int = 0
     finished: bool = False
     budget_refused: bool = False
@@ -157,28 +163,42 @@ class Simulation:
             self.fail(req, "all skipped")
             return
         self.budget.record_request()
-        tracker = self.tracker(primary.index, req.world.stream)
+        req.tracker = tracker = self.tracker(primary.index, req.world.stream)
         req.delay_s = tracker.delay_s() if tracker is not None else hedge.delay_ms / 1000
         req.can_hedge = hedge.enabled
         self.arm_timer(req)
         self.at(self.now + self.setup.deadline_s, lambda: self.deadline(req))
 
-    def arm_timer(self, req: _Request) -> None:
+    def arm_timer(self, req: _Request, after_s: float | None = None) -> None:
+        """The next timer check: a full delay from now (after a start, a hedge or a fallback), or `after_s`."""
         req.timer_gen += 1
+        if after_s is None:
+            req.waiting_since, req.rearm_s = self.now, req.delay_s
         if req.can_hedge and req.timer_launches < self.setup.hedge.max_attempts:
             gen = req.timer_gen
-            self.at(self.now + req.delay_s, lambda: self.timer(req, gen))
+            self.at(self.now + (req.delay_s if after_s is None else after_s), lambda: self.timer(req, gen))
 
     def timer(self, req: _Request, gen: int) -> None:
         if req.finished or gen != req.timer_gen or req.next_target >= len(self.setup.targets):
             return
+        if req.tracker is not None and req.timer_launches == 1 and not req.refused:
+            fresh = req.tracker.delay_s()
+            if req.waiting_since + fresh > self.now + 1e-6:
+                req.delay_s = req.rearm_s = fresh
+                self.arm_timer(req, after_s=req.waiting_since + fresh - self.now)
+                return
         if self.launch(req, "hedge") is not None:
             req.timer_launches += 1
             req.result.hedged = True
             self.arm_timer(req)
         elif req.budget_refused:
-            req.can_hedge = False
             req.result.hedges_skipped += 1
+            req.refused = True
+            if self.setup.hedge.rearm and req.rearm_s > 0:
+                after, req.rearm_s = req.rearm_s, req.rearm_s * 2
+                self.arm_timer(req, after_s=after)
+            else:
+                req.can_hedge = False
 
     def launch(self, req: _Request, kind: str) -> _Attempt | None:
         req.budget_refused = False

@@ -46,10 +46,17 @@ def test_workers_share_their_state_unless_told_not_to() -> None:
     assert not parse_config(with_state({"share_workers": False}), {}).state.share_workers
 
 
+def test_latency_windows_are_shared_unless_told_not_to() -> None:
+    assert StateConfig().share_latency
+    state = parse_config(with_state({"backend": "redis", "share_latency": False}), {}).state
+    assert state.backend == "redis" and not state.share_latency
+
+
 @pytest.mark.parametrize(("state", "expected"), [
     ({"backend": "memcached"}, "state.backend: must be memory or redis, got 'memcached'"),
     ({"backend": "redis", "urll": "redis://x"}, "state.urll: unknown key (expected one of: backend, url, "
-                                                "key_prefix, timeout_ms, share_workers)"),
+                                                "key_prefix, timeout_ms, share_workers, share_latency)"),
+    ({"share_latency": "yes"}, "state.share_latency: must be true or false, got 'yes'"),
     ({"backend": "redis", "timeout_ms": 0}, "state.timeout_ms: must be >= 1, got 0"),
     ({"backend": "redis", "url": "http://:secret@host"}, "state.url: must be a redis://, rediss:// or unix:// URL"),
     ("redis", "state: must be a mapping, got str"),

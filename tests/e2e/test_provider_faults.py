@@ -13,6 +13,7 @@ off, so the backup only ever runs as a fallback after the fault. Bounds hold on 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -412,6 +413,56 @@ async def test_valid_json_of_the_wrong_shape_is_a_provider_fault_not_a_crash(env
     assert_clear(info.value.message, "rogue")
     await eventually_equal(lambda: env.failures("rogue"), 4, timeout_s=5, what="four breaker failures")
     await assert_recovers(env)
+
+
+# An Anthropic stream that ends after its message_delta (a complete answer to the engine) whose usage is not a
+# number: the Responses door's translator adds the usage up for the closing `response.completed` it owes the
+# client, and cannot. (`AttemptRun` closing events; see also tests/engine/test_attempt.py.)
+MALFORMED_USAGE_END = anthropic_event({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                                           "stop_sequence": None},
+                                       "usage": {"output_tokens": "two"}})
+
+
+async def test_a_stream_end_that_cannot_be_translated_before_the_first_token_falls_back(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env.an.behaviour = stream_then([ANTHROPIC_HEAD, MALFORMED_USAGE_END], "eof")  # an empty answer
+    async with env.r.openai() as client:
+        stream = await client.responses.create(model="hedged-an", input="Hello there", stream=True)
+        events = [event async for event in stream]
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == BACKUP_TEXT
+    [record] = await env.r.collect.wait_for(1)
+    first, second = record.attempts
+    assert (first.provider, first.outcome) == ("rogue-an", Outcome.FAILED)
+    # The provider's fault, said as such (it counts on its breaker): not an internal error with a traceback.
+    assert first.error is not None and first.error.error_type == "bad_response"
+    assert_clear(first.error.message, "rogue-an", "malformed end of stream")
+    assert (second.provider, second.launch, second.outcome) == ("backup", Launch.FALLBACK, Outcome.WON)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert env.failures("rogue-an") == 1
+    await assert_recovers(env, "rogue-an")
+
+
+async def test_a_stream_end_that_cannot_be_translated_after_the_first_token_ends_with_an_error_event(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    close_block = anthropic_event({"type": "content_block_stop", "index": 0})
+    env.an.behaviour = stream_then([ANTHROPIC_HEAD, *ANTHROPIC_TOKENS, close_block, MALFORMED_USAGE_END], "eof")
+    async with env.r.openai() as client:
+        stream = await client.responses.create(model="hedged-an", input="Hello there", stream=True)
+        events = [event async for event in stream]
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == OPENAI_ANSWER
+    # Committed to the rogue: no switch, but a clean end in the door's shape, not a stream cut off by a crash.
+    error = events[-1]
+    assert error.type == "error", [e.type for e in events]
+    assert error.code == "api_error"
+    assert_clear(error.message, "rogue-an", "malformed end of stream")
+    [record] = await env.r.collect.wait_for(1)
+    assert (record.status, record.error_type) == (502, "bad_response")
+    assert env.backup.stats.received == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert env.failures("rogue-an") == 1
+    await assert_recovers(env, "rogue-an")
 
 
 async def test_undecodable_event_name_is_ignored(env: Env) -> None:

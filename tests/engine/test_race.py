@@ -281,6 +281,47 @@ async def test_adaptive_delay_follows_the_primary_latency_quantile() -> None:
     assert later.hedge_delay_s == pytest.approx(0.2)
 
 
+async def test_the_first_hedge_waits_out_the_delay_the_window_has_learned_meanwhile() -> None:
+    """A young window says little when a request starts (at start every request in flight had the fallback): when
+    its hedge would go, the delay as it stands then decides, counted from the request's start."""
+    adaptive = AdaptiveDelayOptions(quantile=0.9, min_delay_ms=10, max_delay_ms=5000, min_samples=5,
+                                    fallback_ms=1000)
+    a, b = FakeProvider("a", Plan(ttft_s=0.3)), FakeProvider("b", Plan(ttft_s=0.01))
+    rt = runtime(a, b, hedge=HedgeConfig(max_attempts=2, delay_ms=1000, adaptive=adaptive,
+                                         budget=BudgetOptions(percent=100)))
+    target = rt.config.models["chat"].targets[0]
+    assert rt.tracker(rt.config.models["chat"], target, False) is not None
+    for _ in range(5):
+        rt.record_latency(target, False, 0.1)
+
+    async def slower_answers_arrive() -> None:
+        await asyncio.sleep(0.05)
+        for _ in range(5):  # the window's p90 is now 0.4 s
+            rt.record_latency(target, False, 0.4)
+
+    (record, result), _ = await asyncio.gather(run(rt), slower_answers_arrive())
+    assert b.calls == [] and not record.hedged  # not hedged at 0.1 s: a answered at 0.3 s, within 0.4 s
+    assert record.hedge_delay_s == pytest.approx(0.4)
+    assert text_of(result).startswith("a-0")
+
+
+async def test_a_delay_that_shrank_meanwhile_does_not_hold_the_hedge_back() -> None:
+    adaptive = AdaptiveDelayOptions(quantile=0.9, min_delay_ms=10, max_delay_ms=5000, min_samples=5,
+                                    fallback_ms=1000)
+    a, b = FakeProvider("a", Plan(ttft_s=5.0)), FakeProvider("b", Plan(ttft_s=0.01))
+    rt = runtime(a, b, hedge=HedgeConfig(max_attempts=2, delay_ms=1000, adaptive=adaptive,
+                                         budget=BudgetOptions(percent=100)))
+
+    async def fast_answers_arrive() -> None:
+        await asyncio.sleep(0.05)
+        for _ in range(5):
+            rt.record_latency(rt.config.models["chat"].targets[0], False, 0.1)
+
+    (record, _), _ = await asyncio.gather(run(rt), fast_answers_arrive())
+    assert record.hedged and b.calls[0].started == pytest.approx(1.0)  # the fallback it started with, no later
+    assert record.hedge_delay_s == pytest.approx(1.0)
+
+
 async def test_deadline_cancels_everything_with_504() -> None:
     a, b = FakeProvider("a", Plan(ttft_s=10.0)), FakeProvider("b", Plan(ttft_s=10.0))
     with pytest.raises(GatewayError) as info:

@@ -254,6 +254,31 @@ async def test_a_resume_the_budget_refuses_is_not_sent() -> None:
     assert got.broken is not None and b.received == []
 
 
+@pytest.mark.parametrize("unavailable", ["breaker_open", "rate_limited"])
+async def test_a_resume_with_no_target_to_go_to_spends_no_resume_budget(unavailable: str) -> None:
+    # Regression (cdb4ce9): the budget was spent before knowing a resume would be launched.
+    a = ContinuingProvider("a", OPENAI, [Script(break_after=2)])
+    b = ContinuingProvider("b", ANTHROPIC)
+    rt = runtime(a, b)
+    route = rt.config.models["chat"]
+    if unavailable == "breaker_open":
+        breaker = rt.breakers["b"]
+        for _ in range(breaker.options.fail_max):
+            permit = breaker.try_acquire()
+            assert permit is not None
+            permit.failure()
+    else:
+        rt.cool_down(route.targets[1], 60.0)  # a 429 with Retry-After: 60
+    budget = rt.resume_budget(route)
+    assert budget.snapshot() == (0, 0) and budget.has_room()
+    got = await read(rt, OPENAI)
+    assert got.broken is not None and b.received == []  # the stream could go nowhere: the client gets the error
+    assert [(x.provider, x.launch, x.outcome, x.skip_reason) for x in got.summary.attempts] == [
+        ("a", Launch.PRIMARY, Outcome.WON, None), ("b", Launch.RESUME, Outcome.SKIPPED, unavailable)]
+    assert got.summary.resumes == 0
+    assert budget.snapshot() == (1, 0)  # the request is counted; no resume was sent, so none was paid for
+
+
 async def test_no_resume_when_the_target_could_not_answer_before_the_deadline() -> None:
     a = ContinuingProvider("a", OPENAI, [Script(break_after=2)])
     b = ContinuingProvider("b", ANTHROPIC, [Script(ttft_s=200)])

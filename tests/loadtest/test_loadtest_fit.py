@@ -120,7 +120,7 @@ def test_int_distribution() -> None:
 def test_command_line_writes_a_loadable_scenario(traces: Path, tmp_path: Path) -> None:
     out = tmp_path / "fitted.yaml"
     done = subprocess.run([sys.executable, "-m", "loadtest", "fit", str(traces), "-o", str(out), "--policies",
-                           str(REPO_ROOT / "loadtest/scenarios/heavy-tail.yaml")],
+                           str(REPO_ROOT / "loadtest/scenarios/heavy-tail.yaml"), "--overhead-ms", "1.5"],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
@@ -129,18 +129,27 @@ def test_command_line_writes_a_loadable_scenario(traces: Path, tmp_path: Path) -
     assert scenario.name == "fitted"
     assert [p.name for p in scenario.policies] == ["no-hedge", "fixed-200ms", "adaptive-p95", "race-all"]
     assert scenario.baseline == "no-hedge"
-    assert yaml.safe_load(text)["source"]["targets"]["primary"]["ttft_observed"] > 0
+    fitted = yaml.safe_load(text)["source"]["targets"]["primary"]
+    assert fitted["ttft_observed"] > 0
+    assert fitted["overhead"] == {"ms": 1.5, "method": "given", "clipped_share": 0.0}
+    assert "#   primary: 1.5 ms (given (--overhead-ms))" in text
     bad = subprocess.run([sys.executable, "-m", "loadtest", "fit", str(traces), "-o", str(out), "--alias", "nope"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert bad.returncode == 2 and "no recorded requests for alias 'nope'" in bad.stderr
+    negative = subprocess.run([sys.executable, "-m", "loadtest", "fit", str(traces), "-o", str(out),
+                               "--overhead-ms", "-3"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert negative.returncode == 2 and "--overhead-ms: must be >= 0, got -3" in negative.stderr
 
 
 def test_the_reference_fitted_scenario_loads_and_samples_what_its_header_says() -> None:
     scenario = load_scenario(REPO_ROOT / "loadtest/reference/heavy-tail-fitted.yaml")
-    assert scenario.source is not None and scenario.source["requests"] == 3352
+    assert scenario.source is not None and scenario.source["requests"] == 28844
     profile = parse_profile(scenario.provider("primary").profile)
     rng = random.Random(1)
     draws = sorted(profile.ttft.sample_ms(rng) for _ in range(50_000))
-    fitted = scenario.source["targets"]["primary"]["ttft_ms"]
-    assert draws[25_000] == pytest.approx(fitted["p50"], rel=0.03)
-    assert draws[49_500] == pytest.approx(fitted["p99"], rel=0.03)
+    target = scenario.source["targets"]["primary"]
+    simulated, recorded, overhead = target["simulator_ttft_ms"], target["ttft_ms"], target["overhead"]["ms"]
+    assert overhead > 0 and target["overhead"]["method"] == "calibrated"
+    assert simulated["p50"] == pytest.approx(recorded["p50"] - overhead, abs=0.11)
+    assert draws[25_000] == pytest.approx(simulated["p50"], rel=0.03)
+    assert draws[49_500] == pytest.approx(simulated["p99"], rel=0.03)

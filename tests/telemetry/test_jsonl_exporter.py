@@ -9,11 +9,13 @@ import orjson
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from gateway.simulator import SimulatedProvider
 from gateway.telemetry import JsonLinesSpanExporter, setup_telemetry
 from tests.e2e.harness import config_for
+from tests.polling import NotYet, eventually
 from tests.telemetry.telemetry_harness import traced_gateway
 
 
@@ -75,13 +77,17 @@ async def test_a_gateway_writes_its_spans_to_the_traces_file(tmp_path: Path) -> 
 
 
 def test_inline_processor_writes_by_batch_and_on_flush(tmp_path: Path) -> None:
-    from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
+    from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor, span_to_dict
 
     path = tmp_path / "inline.jsonl"
-    processor = InlineJsonLinesProcessor(path, batch=3, interval_s=3600)
+    memory = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("t")
+    tracer.start_span("sx").end()  # every line of these spans has the same length: ids and times are fixed-width
+    line_bytes = len(orjson.dumps(span_to_dict(memory.get_finished_spans()[0]))) + 1
+    processor = InlineJsonLinesProcessor(path, batch_bytes=3 * line_bytes, interval_s=3600)
+    provider.add_span_processor(processor)
     for i in range(2):
         tracer.start_span(f"s{i}").end()
     assert path.read_bytes() == b""  # buffered: below the batch and the interval
@@ -93,3 +99,23 @@ def test_inline_processor_writes_by_batch_and_on_flush(tmp_path: Path) -> None:
     provider.shutdown()
     tracer.start_span("after").end()  # after shutdown: dropped, never raises
     assert len(_lines(path)) == 4
+
+
+async def test_inline_processor_writes_a_batch_on_a_timer_while_the_gateway_idles(tmp_path: Path) -> None:
+    """On an event loop a batch below the size is written `interval_s` after its first line, with no further
+    span needed to trigger it (and no line is written twice)."""
+    from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
+
+    path = tmp_path / "timed.jsonl"
+    processor = InlineJsonLinesProcessor(path, interval_s=0.01)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("one").end()
+    assert path.read_bytes() == b""
+    await eventually(lambda: path.read_bytes() != b"" or NotYet("nothing written"), timeout_s=10,
+                     what="the timed batch")
+    provider.get_tracer("t").start_span("two").end()
+    await eventually(lambda: len(_lines(path)) == 2 or NotYet(len(_lines(path))), timeout_s=10,
+                     what="the second timed batch")
+    provider.shutdown()
+    assert [line["name"] for line in _lines(path)] == ["one", "two"]

@@ -34,8 +34,10 @@ def req(at: float, *draws: Draw, stream: bool = True, output: int = 11) -> World
 
 def run(world: list[WorldRequest], *, delay_ms: float = 100.0, max_attempts: int = 2,
         budget: BudgetOptions = GENEROUS, adaptive: AdaptiveDelayOptions | None = None,
-        targets: tuple[SimTarget, ...] = (PRIMARY, SECONDARY), deadline_s: float = 30.0) -> list[SimResult]:
-    hedge = HedgeConfig(max_attempts=max_attempts, delay_ms=delay_ms, adaptive=adaptive, budget=budget)
+        targets: tuple[SimTarget, ...] = (PRIMARY, SECONDARY), deadline_s: float = 30.0,
+        rearm: bool = True) -> list[SimResult]:
+    hedge = HedgeConfig(max_attempts=max_attempts, delay_ms=delay_ms, adaptive=adaptive, budget=budget,
+                        rearm=rearm)
     return simulate(SimSetup(targets, hedge, deadline_s), world)
 
 
@@ -68,13 +70,34 @@ def test_non_streams_commit_at_the_complete_answer() -> None:
     assert whole.wasted_usd == pytest.approx(1.0 + 11 * 2 / 1_000_000)
 
 
-def test_the_budget_refuses_hedges_and_a_refused_hedge_is_not_retried() -> None:
+def test_the_budget_refuses_hedges_and_without_rearm_a_refused_hedge_is_not_retried() -> None:
     budget = BudgetOptions(percent=0.0, window_s=10.0, min_per_window=1)
     slow = (ok(0.500), ok(0.050))
-    a, b, c = run([req(0.0, *slow), req(1.0, *slow), req(12.0, *slow)], budget=budget)
+    a, b, c = run([req(0.0, *slow), req(1.0, *slow), req(12.0, *slow)], budget=budget, rearm=False)
     assert a.hedged and a.ttft_s == pytest.approx(0.150)
     assert not b.hedged and b.hedges_skipped == 1 and b.ttft_s == pytest.approx(0.500)
     assert c.hedged  # the window (10 s) has moved past the first hedge
+
+
+def test_a_refused_hedge_is_rearmed_after_doubling_intervals_as_the_engine_does() -> None:
+    # tests/engine/test_race.py's case: refused at 0.6, 0.7 and 0.9 s, sent at 1.3 s once the first hedge has
+    # left the 1 s window.
+    budget = BudgetOptions(percent=0.0, window_s=1.0, min_per_window=1)
+    slow = (ok(5.0), ok(0.1))
+    first, second = run([req(0.0, *slow), req(0.5, *slow)], budget=budget)
+    assert first.hedged and first.ttft_s == pytest.approx(0.2)
+    assert second.hedged and second.hedges_skipped == 3
+    assert second.ttft_s == pytest.approx(1.3 + 0.1 - 0.5)
+
+
+def test_the_first_hedge_waits_out_the_delay_the_window_learned_while_the_request_waited() -> None:
+    adaptive = AdaptiveDelayOptions(quantile=0.5, min_delay_ms=10, max_delay_ms=10_000, min_samples=3,
+                                    fallback_ms=1000, window_s=60)
+    fast = [req(0.0, ok(0.05), ok(0.05)) for _ in range(3)]  # the median is 50 ms
+    slower = [req(0.84, ok(0.2), ok(5.0)) for _ in range(3)]  # at 1.04 s the median is 200 ms
+    *_, late = run(fast + slower + [req(1.0, ok(0.15), ok(0.5))], delay_ms=1000, adaptive=adaptive)
+    # started with a 50 ms delay; at 1.05 s the delay is 200 ms: no hedge at 1.05, its answer came at 1.15
+    assert not late.hedged and late.sent == 1 and late.ttft_s == pytest.approx(0.15)
 
 
 def test_a_failure_falls_back_at_once_outside_the_budget() -> None:
