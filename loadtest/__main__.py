@@ -160,16 +160,21 @@ def perf_main(argv: Sequence[str]) -> int:
     parser.add_argument("--guard", action="store_true", help="short CPU comparison only; exit 1 past the bound")
     parser.add_argument("--max-cpu-ratio", type=_positive, default=4.0,
                         help="--guard bound on gateway/pass-through CPU per request (4.0)")
+    parser.add_argument("--guard-rounds", type=int, default=2,
+                        help="--guard: measurement rounds, the best one kept (2)")
     args = parser.parse_args(argv)
     from loadtest.perf import render, run_perf
+    from loadtest.perf_guard import render_rounds, run_guard
 
     try:
-        report = asyncio.run(run_perf(args.out, seconds=args.seconds, rate=args.rate, guard_only=args.guard,
-                                      workers=args.workers))
+        if args.guard:
+            report = asyncio.run(run_guard(args.out, seconds=args.seconds, rounds=max(1, args.guard_rounds)))
+        else:
+            report = asyncio.run(run_perf(args.out, seconds=args.seconds, rate=args.rate, workers=args.workers))
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(render(report))
+    print(render(report) + (render_rounds(report) if args.guard else ""))
     if args.guard:
         ratio = report["ratios"]["gateway_traced.json"]["cpu_ratio"]
         if ratio > args.max_cpu_ratio:

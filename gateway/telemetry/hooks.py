@@ -102,7 +102,8 @@ class TelemetryHooks(Hooks):
             self._trace_ids.next_trace_id = event.trace_id
         span = self._tracer.start_span(f"{event.endpoint} {event.alias}", context=parent, kind=SpanKind.SERVER,
                                        attributes=attrs)
-        self._open[event.request_id] = _RequestSpan(span)
+        if span.is_recording():  # sampled out: its attempts would be too (same trace, or a parent not sampled)
+            self._open[event.request_id] = _RequestSpan(span)
 
     def request_finished(self, summary: RequestSummary) -> None:
         if self._metrics is not None:

@@ -99,3 +99,34 @@ def test_guarded_hooks_never_raise(traced: tuple[Telemetry, InMemorySpanExporter
     hooks.hedge_skipped(HedgeSkipped(7, "a", "budget"))
     hooks.breaker_changed(BreakerChanged("p", "closed", "open"))
     assert "a hook failed" in caplog.text  # it did fail, and was contained
+
+
+def test_a_request_sampled_out_builds_no_attempt_span() -> None:
+    """Through the SDK (an OTLP endpoint or extra processors), a request the sampler drops costs one sampling
+    decision: its attempts get no span, recording or not (they would be dropped with it)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    from gateway.telemetry import TelemetryHooks
+
+    class Dropping(Sampler):
+        calls = 0
+
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            Dropping.calls += 1
+            return SamplingResult(Decision.DROP)
+
+        def get_description(self) -> str:
+            return "dropping"
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=Dropping(), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    hooks = guarded(TelemetryHooks(provider.get_tracer("t"), None))
+    hooks.request_started(_started())
+    hooks.attempt_started(AttemptStarted(7, "a", 0, TARGET, Launch.PRIMARY, 0.0, "closed", "127.0.0.1", 9))
+    attempt = Attempt(request_id=7, alias="a", index=0, target=TARGET, launch=Launch.PRIMARY, started=0.0,
+                      ended=0.5, outcome=Outcome.WON, input_estimate=10)
+    hooks.attempt_finished(attempt)
+    hooks.request_finished(_summary(200, None, (attempt,)))
+    assert Dropping.calls == 1 and memory.get_finished_spans() == ()
