@@ -104,7 +104,7 @@ async def memory_per_in_flight(child: Child, url: str, slow_sim: str, count: int
 
 
 async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, latency_s: float = 10.0,
-                   guard_only: bool = False, workers: int = 1) -> dict[str, Any]:
+                   workers: int = 1) -> dict[str, Any]:
     if wrk_path() is None:
         raise RuntimeError("wrk is needed (Debian package wrk)")
     cancel_on_sigterm()
@@ -113,7 +113,7 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
     for kind, stream in (("json", False), ("stream", True)):
         scripts[kind] = out / f"wrk-{kind}.lua"
         scripts[kind].write_text(lua_script("/v1/chat/completions", [orjson.dumps({**BODY, "stream": stream})]))
-    kinds = ("json",) if guard_only else ("json", "stream")
+    kinds = ("json", "stream")
     children: list[Child] = []
     report: dict[str, Any] = {"seconds": seconds, "targets": {}}
     try:
@@ -127,8 +127,7 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
         proxy_url = f"http://127.0.0.1:{port}"
         report["targets"]["passthrough"] = {k: await cpu_per_request(proxy, proxy_url, scripts[k], seconds=seconds)
                                             for k in kinds}
-        modes = (("gateway_traced", "always_on"),) if guard_only else (
-            ("gateway_traced", "always_on"), ("gateway_sampled_out", "always_off"))
+        modes = (("gateway_traced", "always_on"), ("gateway_sampled_out", "always_off"))
         for name, sampler in modes:
             gw_port = free_port()
             config = gateway_config(urls["zero"], gw_port, out / f"{name}-traces.jsonl")
@@ -146,7 +145,7 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
             gw_url = f"http://127.0.0.1:{gw_port}"
             report["targets"][name] = {k: await cpu_per_request(gateway, gw_url, scripts[k], seconds=seconds)
                                        for k in kinds}
-            if not guard_only and name == "gateway_traced":
+            if name == "gateway_traced":
                 report["latency"] = {
                     "rate": rate,
                     "passthrough": await _latency(proxy_url, rate, latency_s),
@@ -154,7 +153,7 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
                 report["memory"] = await memory_per_in_flight(gateway, gw_url, urls["slow"])
             await gateway.stop()
             children.remove(gateway)
-        if workers > 1 and not guard_only:
+        if workers > 1:
             from loadtest.perf_scaling import run_scaling, scaled
 
             config = gateway_config(urls["zero"], free_port(), out / "gateway_workers-traces.jsonl")
