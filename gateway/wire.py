@@ -35,6 +35,14 @@ class SSEEvent:
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
+class LastBatch(list[SSEEvent]):
+    """A batch of events after which the provider's stream is over (its terminator or the end of its body came in
+    the same read): whoever holds it knows that asking for the next batch will not wait on the network, so what
+    it has can be written together with the stream's end (one write instead of several)."""
+
+    __slots__ = ()
+
+
 # Levels orjson writes back (`gateway.formats.guard.encode_json` raises past them).
 WRITABLE_NESTING = 254
 

@@ -24,7 +24,7 @@ from gateway.pricing.usage import Usage
 from gateway.providers import Provider, UpstreamRequest
 from gateway.translate import StreamTranslator
 from gateway.translate.passthrough import PASSTHROUGH
-from gateway.wire import Json, SSEEvent
+from gateway.wire import Json, LastBatch, SSEEvent
 
 log = logging.getLogger("gateway.engine")
 
@@ -73,6 +73,7 @@ class AttemptRun:
         self._connection: Callable[[], None] | None = None  # releases the reserved pool connection
         self._events = provider.stream(upstream)
         self._done = False  # the upstream stream is over (ended, failed or closed)
+        self._last_read = False  # the reader handed over its last batch: the next one comes without waiting
         self._complete = False  # a finish reason or end-of-message was seen
         self._carry: list[SSEEvent] = []  # events read past the commit point, not yet processed
         self._events_seen = 0
@@ -99,6 +100,13 @@ class AttemptRun:
     @property
     def provider(self) -> str:
         return self.target.provider
+
+    @property
+    def ready(self) -> bool:
+        """Whether `next_batch` would return without waiting on the provider: events read past the commit point
+        are waiting, or the provider's stream is over. A writer holds back what it has while this is true, and
+        writes it all at once (each write to a client costs a system call and a wake-up of its reader)."""
+        return bool(self._carry) or self._last_read or self._done
 
     # ---- running up to the commit point --------------------------------------------------------------------
 
@@ -193,6 +201,8 @@ class AttemptRun:
                 batch, self._carry = self._carry, []
             else:
                 batch = await anext(self._events)
+                if type(batch) is LastBatch:
+                    self._last_read = True
         except StopAsyncIteration:
             self._done = True
             if not self._complete:

@@ -47,6 +47,12 @@ class StreamingWinner:
     def target(self) -> Target:
         return self._run.target
 
+    @property
+    def ready(self) -> bool:
+        """Whether the next batch is already here (the head, events read with it, or the stream's end): see
+        `AttemptRun.ready`."""
+        return bool(self._head) or self._run.ready
+
     def __aiter__(self) -> StreamingWinner:
         return self
 

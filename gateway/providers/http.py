@@ -23,7 +23,7 @@ from gateway.errors import FailureKind, ProviderError, classify_status, known_er
 from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
-from gateway.wire import Json, SSEEvent, WireFormat, nested_within_writable, read_event
+from gateway.wire import Json, LastBatch, SSEEvent, WireFormat, nested_within_writable, read_event
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
@@ -337,7 +337,7 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                 break
             if payload == b"[DONE]":
                 if batch:
-                    yield batch
+                    yield LastBatch(batch)
                 return
             try:
                 parsed = loads(payload)
@@ -353,7 +353,8 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
             raw = payload if one_line and not lone_cr and nested_within_writable(payload) else None
             batch.append(new_event(parsed, event_name, raw))
         if batch:
-            yield batch
+            # The body's end already arrived (a fast provider's whole answer in one read): say so.
+            yield LastBatch(batch) if fault is None and content.at_eof() else batch
         if fault is not None:
             raise fault
     # End of the body: an event without its closing blank line is incomplete, and dropped (as the SSE spec says).

@@ -20,7 +20,7 @@ from gateway.formats.responses import TERMINAL_EVENTS
 from gateway.policies.cache import CachedAnswer
 from gateway.server.responses_turn import Turn
 from gateway.server.scope import RequestScope
-from gateway.server.writing import finish_stream, pump
+from gateway.server.writing import EventStreamResponse, finish_stream, pump
 from gateway.wire import SSEEvent
 
 log = logging.getLogger("gateway.server")
@@ -30,8 +30,8 @@ async def write_response_stream(scope: RequestScope, turn: Turn, winner: Streami
                                 headers: dict[str, str], store_key: str | None) -> web.StreamResponse:
     codec = scope.codec
     encode = codec.encode_event
-    resp = web.StreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
-                                                   "cache-control": "no-cache"})
+    resp = EventStreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
+                                                    "cache-control": "no-cache"})
     aggregator = codec.aggregator()
     held: list[bytes] = []  # the terminal event, written once the response is stored
 
@@ -43,7 +43,7 @@ async def write_response_stream(scope: RequestScope, turn: Turn, winner: Streami
             (held if ev.data.get("type") in TERMINAL_EVENTS else out).append(encode(ev))
         return b"".join(out)
 
-    failure = await pump(scope, winner, resp, frame)
+    failure, unwritten = await pump(scope, winner, resp, frame)
     tail = b"" if failure is None else encode(turn.stamp(codec.error_event(failure)))
     if scope.record.status == 200:
         try:
@@ -53,7 +53,7 @@ async def write_response_stream(scope: RequestScope, turn: Turn, winner: Streami
         else:
             await _keep(scope, turn, winner, response, store_key, headers)
         tail = b"".join(held)
-    return await finish_stream(scope, resp, tail)
+    return await finish_stream(scope, resp, unwritten + tail)
 
 
 async def _keep(scope: RequestScope, turn: Turn, winner: StreamingWinner, response: dict[str, object],

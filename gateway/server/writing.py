@@ -31,6 +31,14 @@ def _sse_headers(headers: dict[str, str]) -> dict[str, str]:
     return {**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
+class EventStreamResponse(web.StreamResponse):
+    """A streamed answer whose headers go out with its first bytes (as `web.Response` sends a body's), not in a
+    write of their own: a stream is only prepared when its first events are ready to be written (the commit
+    point), so the client waits for nothing, and a fast answer costs one write to the client instead of two."""
+
+    _send_headers_immediately = False
+
+
 async def write_json(scope: RequestScope, body: Json, headers: dict[str, str]) -> web.StreamResponse:
     return await write_body(scope, orjson.dumps(body), headers)
 
@@ -61,14 +69,13 @@ async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, ho
     if not scope.record.stream:
         return await write_body(scope, answer.body, headers)
     codec = scope.codec
-    resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
+    resp = EventStreamResponse(status=200, headers=_sse_headers(headers))
     keep_usage = codec.wants_usage(body)
     events = codec.replay(orjson.loads(answer.body))
     try:
         async with asyncio.timeout_at(_write_deadline(scope)):
             await resp.prepare(scope.request)
-            await resp.write(codec.frames(events, keep_usage) + codec.stream_end)
-            await resp.write_eof()
+            await resp.write_eof(codec.frames(events, keep_usage) + codec.stream_end)
     except ConnectionResetError:
         scope.client_left()
     except TimeoutError:
@@ -81,7 +88,7 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
                        store_key: str | None) -> web.StreamResponse:
     """The winner's events as they come, then the format's end (or an error event), then the end of the body."""
     codec = scope.codec
-    resp = web.StreamResponse(status=200, headers=_sse_headers(headers))
+    resp = EventStreamResponse(status=200, headers=_sse_headers(headers))
     keep_usage = codec.wants_usage(body)
     frames = codec.frames
     aggregator = codec.aggregator() if store_key is not None else None
@@ -92,38 +99,47 @@ async def write_stream(scope: RequestScope, body: Json, winner: StreamingWinner,
                 aggregator.feed(ev)
         return frames(events, keep_usage)
 
-    failure = await pump(scope, winner, resp, frame)
+    failure, unwritten = await pump(scope, winner, resp, frame)
     if failure is not None:
         tail = codec.encode_event(codec.error_event(failure)) + codec.stream_end
     else:
         tail = codec.stream_end if scope.record.status == 200 else b""  # else the client left: nothing more
     if aggregator is not None and store_key is not None and scope.record.status == 200:
         await _store(scope, store_key, aggregator, winner, headers)
-    return await finish_stream(scope, resp, tail)
+    return await finish_stream(scope, resp, unwritten + tail)
 
 
 async def pump(scope: RequestScope, winner: StreamingWinner, resp: web.StreamResponse,
-               frame: Callable[[list[SSEEvent]], bytes]) -> GatewayError | None:
+               frame: Callable[[list[SSEEvent]], bytes]) -> tuple[GatewayError | None, bytes]:
     """Write the winner's events (through `frame`) under the request's deadline, and settle the stream: returns
     the error the client's stream must end with (a broken stream, the deadline), or None (complete, or the
-    client left: then the record says 499)."""
+    client left: then the record says 499), and the framed events not written yet, which go before the tail.
+
+    Events are written when the next batch would have to be waited for: batches already here (the head and the
+    events read with it, the last events and the stream's end) go out together, in one write."""
+    held: list[bytes] = []
     async with winner:  # however this ends, the upstream is closed and the attempt settled, once
         try:  # from the first write on: a client gone even before the headers is handled the same way
             await resp.prepare(scope.request)
             async with asyncio.timeout_at(scope.deadline):
                 async for events in winner:
-                    await resp.write(frame(events))
+                    held.append(frame(events))
+                    if not winner.ready:
+                        chunk = b"".join(held)
+                        held.clear()
+                        await resp.write(chunk)
         except (StreamBroken, ProviderError) as exc:  # after the commit no switching: end the stream with an error
             broken = exc if isinstance(exc, StreamBroken) else winner.broken(exc)  # an event it cannot write
             scope.failed(broken, broken.cause_type)
-            return broken
+            return broken, b"".join(held)
         except TimeoutError:
             err = GatewayError(504, "deadline exceeded mid-stream", type="timeout_error")
             scope.failed(err, "timeout")
-            return err
+            return err, b"".join(held)
         except ConnectionResetError:  # the client left: nothing more to write
             scope.client_left()
-    return None
+            return None, b""
+    return None, b"".join(held)
 
 
 async def finish_stream(scope: RequestScope, resp: web.StreamResponse, tail: bytes) -> web.StreamResponse:
@@ -133,9 +149,7 @@ async def finish_stream(scope: RequestScope, resp: web.StreamResponse, tail: byt
         return resp
     try:
         async with asyncio.timeout(_TAIL_WRITE_S):
-            if tail:
-                await resp.write(tail)
-            await resp.write_eof()
+            await resp.write_eof(tail)  # the last bytes and the end of the body, in one write
     except ConnectionResetError:
         if scope.record.status == 200:
             scope.client_left()

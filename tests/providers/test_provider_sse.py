@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import FailureKind, ProviderError
 from gateway.providers.http import _MAX_EVENT, _parse_block, _read_sse
-from gateway.wire import SSEEvent
+from gateway.wire import LastBatch, SSEEvent
 
 
 class Chunks:
@@ -30,6 +30,9 @@ class Chunks:
     async def readany(self) -> bytes:
         self.reads += 1
         return self.chunks.pop(0) if self.chunks else b""
+
+    def at_eof(self) -> bool:  # every chunk handed over: the next read is the end of the body
+        return not self.chunks
 
 
 async def batches(content: Chunks) -> list[list[SSEEvent]]:
@@ -59,6 +62,17 @@ def ev(n: int, event: str | None = None) -> SSEEvent:
 
 async def test_one_line_events_in_one_read_are_one_batch() -> None:
     assert await batches(Chunks(data({"n": 1}) + data({"n": 2}), data({"n": 3}))) == [[ev(1), ev(2)], [ev(3)]]
+
+
+async def test_the_batch_the_stream_ends_with_says_so() -> None:
+    # [DONE] in the same read, or the end of the body with it: the next batch will not be waited for.
+    done = await batches(Chunks(data({"n": 1}), data({"n": 2}) + b"data: [DONE]\n\n", data({"n": 3})))
+    assert [type(b) for b in done] == [list, LastBatch] and done == [[ev(1)], [ev(2)]]
+    at_end = await batches(Chunks(data({"n": 1}), data({"n": 2})))  # no terminator (Anthropic): the body's end
+    assert [type(b) for b in at_end] == [list, LastBatch]
+    # A body whose end comes in a read of its own: the last batch did not know, and is a plain one.
+    later = await batches(Chunks(data({"n": 1}), b""))
+    assert [type(b) for b in later] == [list]
 
 
 async def test_a_read_with_no_complete_event_yields_no_batch() -> None:
