@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+
 from gateway.engine import StreamBroken
 from gateway.errors import FailureKind, GatewayError, ProviderError
 from gateway.server.writing import EventStreamResponse, finish_stream, pump
@@ -137,6 +142,43 @@ async def test_events_held_back_still_reach_the_client_before_the_error() -> Non
     assert scope.failures == ["connection_error"]
 
 
-def test_a_streamed_answer_sends_its_headers_with_its_first_bytes() -> None:
-    # aiohttp's own switch (what `web.Response` uses to send its headers with its body).
-    assert EventStreamResponse._send_headers_immediately is False  # type: ignore[attr-defined]
+async def test_a_streamed_answer_sends_its_headers_with_its_first_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real aiohttp server: the transport writes the handler's response makes, from prepare to the end of body.
+    writes: list[bytes] = []
+    counting = False
+    original_write, original_writelines = StreamWriter._write, StreamWriter._writelines
+
+    def write(self: StreamWriter, chunk: Any) -> None:
+        if counting:
+            writes.append(bytes(chunk))
+        original_write(self, chunk)
+
+    def writelines(self: StreamWriter, chunks: Any) -> None:
+        if counting:
+            writes.append(b"".join(chunks))
+        original_writelines(self, chunks)
+
+    monkeypatch.setattr(StreamWriter, "_write", write)
+    monkeypatch.setattr(StreamWriter, "_writelines", writelines)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal counting
+        counting = True
+        resp = EventStreamResponse(status=200, headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write_eof(b"data: {}\n\n")
+        counting = False
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as resp:
+            assert await resp.read() == b"data: {}\n\n"
+    finally:
+        await runner.cleanup()
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200") and writes[0].endswith(b"0\r\n\r\n")
