@@ -51,7 +51,8 @@ def forwardable(text: bytes) -> bool:
     """Whether an event's JSON text (valid JSON: the reader parsed it) can go to a client as it is, as safely as
     the parsed event written again: on one line (a CR or LF would end the SSE line early) and nested no deeper
     than can be written back (an event nested deeper is a provider fault on both paths)."""
-    return b"\n" not in text and b"\r" not in text and nested_within_writable(text)
+    # `find`, not `in`: see `gateway.providers.http._read_sse`.
+    return text.find(b"\n") < 0 and text.find(b"\r") < 0 and nested_within_writable(text)
 
 
 # Valid JSON nested d levels deep is at least 2d bytes long (every level opens and closes): text this short

@@ -126,13 +126,10 @@ class AttemptRun:
             self._connection, pool_wait_s = await self._provider.reserve()
             self.queue_wait_s += pool_wait_s
             loop = asyncio.get_running_loop()
-            bounded = deadline is None or loop.time() + timeout_s <= deadline
-            async with asyncio.timeout(timeout_s if bounded else None):
-                if self._upstream.operation in UNARY_OPERATIONS:
-                    return await self._unary()
-                if stream:
-                    return await self.until_content()
-                return await self._aggregate(aggregator())
+            if deadline is not None and loop.time() + timeout_s > deadline:
+                return await self._work(stream, aggregator)  # no timeout context at all: it is not free
+            async with asyncio.timeout(timeout_s):
+                return await self._work(stream, aggregator)
         except ProviderError as exc:
             # Close at once: a provider that reported an error in its stream (or sent garbage) may keep the
             # connection open and generating; the error kept on the attempt must not hold it alive either.
@@ -148,6 +145,13 @@ class AttemptRun:
             return ProviderError(FailureKind.FAULT, f"{self.provider}: internal error ({type(exc).__name__})",
                                  error_type="internal_error")
 
+    async def _work(self, stream: bool, aggregator: Callable[[], Aggregator]) -> RunResult:
+        if self._upstream.operation in UNARY_OPERATIONS:
+            return await self._unary()
+        if stream:
+            return await self.until_content()
+        return await self._aggregate(aggregator())
+
     async def _unary(self) -> Json:
         """Embeddings or a token count: one JSON answer; its usage (input tokens only) is read here."""
         answer = await self._provider.call(self._upstream)
@@ -162,10 +166,22 @@ class AttemptRun:
         return answer
 
     async def _aggregate(self, aggregator: Aggregator) -> Json | ProviderError:
+        feed, feed_text = aggregator.feed, aggregator.feed_text
+        # Same format: `next_batch` hands back each event's plain text (None: not a plain text event), which it
+        # computed for its accounting, so the aggregator does not look at nearly every event a second time.
+        texts: list[str | None] | None = [] if self._identity else None
         try:
-            async for events in self.rest():
-                for ev in events:
-                    aggregator.feed(ev)
+            while (events := await self.next_batch(texts=texts)) is not None:
+                if texts:
+                    for ev, text in zip(events, texts, strict=True):
+                        if text is None:
+                            feed(ev)
+                        else:
+                            feed_text(ev, text)
+                    texts.clear()
+                else:
+                    for ev in events:
+                        feed(ev)
             return aggregator.result()
         except ProviderError:
             raise
@@ -191,9 +207,11 @@ class AttemptRun:
             if events:
                 yield events
 
-    async def next_batch(self, until_content: bool = False) -> list[SSEEvent] | None:
+    async def next_batch(self, until_content: bool = False,
+                         texts: list[str | None] | None = None) -> list[SSEEvent] | None:
         """The client events of the next provider batch. With `until_content`, stop right after the first
-        content event and keep the rest of its batch for later: the commit point is that event, exactly."""
+        content event and keep the rest of its batch for later: the commit point is that event, exactly.
+        `texts` (same format only, without `until_content`) gets each returned event's plain text, or None."""
         if self._done:
             return None
         try:
@@ -229,6 +247,8 @@ class AttemptRun:
         for i, ev in enumerate(batch):
             try:
                 text = plain_text(ev.data)
+                if texts is not None:
+                    texts.append(text)
                 if text is None:
                     self._account(ev)
                 else:  # nearly every event: text and nothing else, counted without `inspect`

@@ -89,6 +89,12 @@ class Aggregator(Protocol):
     """Builds a format's complete (non-streaming) response from its stream events."""
 
     def feed(self, ev: SSEEvent) -> None: ...
+
+    def feed_text(self, ev: SSEEvent, text: str) -> None:
+        """`feed(ev)` of an event whose `plain_text` is `text` (the engine computed it for its accounting): the
+        same answer, without looking at the event again."""
+        ...
+
     def result(self) -> Json: ...
 
 # A frozen dataclass's __init__ costs ~1.5 us on CPython 3.11 (keyword defaults, then object.__setattr__

@@ -40,6 +40,15 @@ class Aggregator:
         except Exception as exc:  # a field of a type nothing here can read: the answer cannot be assembled
             self._broken = f"{type(exc).__name__} in an event"
 
+    def feed_text(self, ev: SSEEvent, text: str) -> None:
+        """A `text_delta` (see `gateway.formats.anthropic.plain_text`): its text goes to its block."""
+        if self._broken is not None:
+            return
+        try:
+            self._piece(ev.data.get("index", 0), text)
+        except Exception as exc:  # as in `feed`
+            self._broken = f"{type(exc).__name__} in an event"
+
     def _feed(self, ev: SSEEvent) -> None:
         data = ev.data
         kind = data.get("type") or ev.event

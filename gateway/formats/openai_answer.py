@@ -97,6 +97,17 @@ class Aggregator:
         except Exception as exc:  # a field of a type nothing here can read: the answer cannot be assembled
             self._broken = f"{type(exc).__name__} in a chunk"
 
+    def feed_text(self, ev: SSEEvent, text: str) -> None:
+        if self._broken is not None:
+            return
+        try:
+            if self._id and self._created:
+                self._feed_text(ev.data, text)
+            else:
+                self._feed(ev.data)
+        except Exception as exc:  # as in `feed`
+            self._broken = f"{type(exc).__name__} in a chunk"
+
     def _feed_text(self, data: Json, text: str) -> None:
         """`_feed` of a plain text chunk (one choice, its delta only `content`, no finish, usage or error: nearly
         every chunk), once the answer has its id: only what such a chunk can change is looked at."""

@@ -352,6 +352,9 @@ class Aggregator:
         except Exception as exc:  # a field of a type nothing here can read: the answer cannot be assembled
             self._broken = f"{type(exc).__name__} in an event"
 
+    def feed_text(self, ev: SSEEvent, text: str) -> None:
+        """A delta (see `plain_text`): nothing to keep, the answer is read from the items and the terminal event."""
+
     def _feed(self, ev: SSEEvent) -> None:
         data = ev.data
         kind = data.get("type") or ev.event
