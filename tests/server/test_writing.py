@@ -83,9 +83,14 @@ class FakeRecord:
 
 
 @dataclass
+class FakeRequest:
+    transport: None = None  # no transport: the writers bound every write (tests/server/test_write_bounds.py)
+
+
+@dataclass
 class FakeScope:
     deadline: float
-    request: object = None
+    request: FakeRequest = field(default_factory=FakeRequest)
     responded: bool = False
     record: FakeRecord = field(default_factory=FakeRecord)
     failures: list[str] = field(default_factory=list)
