@@ -57,13 +57,14 @@ def forwardable(text: bytes) -> bool:
 
 # Valid JSON nested d levels deep is at least 2d bytes long (every level opens and closes): text this short
 # needs no look inside, the usual event (a token delta is a few hundred bytes) included.
-_SHORT = 2 * WRITABLE_NESTING + 1
+# (The SSE reader tests the length itself before it calls this: a call per event is ~1% of a request.)
+ALWAYS_WRITABLE_LEN = 2 * WRITABLE_NESTING + 1
 
 
 def nested_within_writable(text: bytes) -> bool:
     """Whether valid JSON `text` nests at most `WRITABLE_NESTING` levels: short text always does; else its
     brackets are counted (those inside strings only make the bound stricter)."""
-    return len(text) <= _SHORT or text.count(b"{") + text.count(b"[") <= WRITABLE_NESTING
+    return len(text) <= ALWAYS_WRITABLE_LEN or text.count(b"{") + text.count(b"[") <= WRITABLE_NESTING
 
 
 # A frozen dataclass's __init__ costs ~0.8 us (keyword defaults, then object.__setattr__ per field); the SSE reader

@@ -23,7 +23,15 @@ from gateway.errors import FailureKind, ProviderError, classify_status, known_er
 from gateway.providers.auth import Auth
 from gateway.providers.protocol import UpstreamRequest
 from gateway.providers.redaction import bounded, redact
-from gateway.wire import Json, LastBatch, SSEEvent, WireFormat, nested_within_writable, read_event
+from gateway.wire import (
+    ALWAYS_WRITABLE_LEN,
+    Json,
+    LastBatch,
+    SSEEvent,
+    WireFormat,
+    nested_within_writable,
+    read_event,
+)
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
@@ -352,7 +360,8 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                                       error_type="bad_response")
                 break
             # Kept for a door of the same format to forward (see `gateway.wire.forwardable`).
-            raw = payload if one_line and not lone_cr and nested_within_writable(payload) else None
+            raw = payload if one_line and not lone_cr and (
+                len(payload) <= ALWAYS_WRITABLE_LEN or nested_within_writable(payload)) else None
             batch.append(new_event(parsed, event_name, raw))
         if batch:
             # The body's end already arrived (a fast provider's whole answer in one read): say so.

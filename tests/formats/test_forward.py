@@ -160,8 +160,15 @@ def assembled(chunks: list[dict[str, Any]], *, shortcut: bool) -> Any:
     from gateway.formats import openai_answer
 
     aggregator = openai_answer.Aggregator()
-    if not shortcut:
-        aggregator._feed_text = lambda data, text: aggregator._feed(data)  # type: ignore[method-assign]
+    if not shortcut:  # every chunk through the full `_feed`, broken the same way as `feed` breaks
+        def slow(ev: SSEEvent, text: str) -> None:
+            if aggregator._broken is None:
+                try:
+                    aggregator._feed(ev.data)
+                except Exception as exc:
+                    aggregator._broken = f"{type(exc).__name__} in a chunk"
+
+        aggregator.feed_text = slow  # type: ignore[method-assign]
     for data in chunks:
         aggregator.feed(SSEEvent(data))
     try:
