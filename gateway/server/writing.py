@@ -80,14 +80,16 @@ async def _send_last(scope: RequestScope, resp: web.StreamResponse, data: bytes,
     write could wait for a client that does not read (which must not hold the request), unbounded when it cannot
     wait. `size` counts the bytes still to go (a `web.Response` writes its body on `write_eof`)."""
     if _cannot_wait(scope, size):
-        if not resp.prepared:
-            await resp.prepare(scope.request)
-        await resp.write_eof(data)
-        return
-    async with asyncio.timeout_at(deadline):
-        if not resp.prepared:
-            await resp.prepare(scope.request)
-        await resp.write_eof(data)
+        await _end(scope, resp, data)
+    else:
+        async with asyncio.timeout_at(deadline):
+            await _end(scope, resp, data)
+
+
+async def _end(scope: RequestScope, resp: web.StreamResponse, data: bytes) -> None:
+    if not resp.prepared:
+        await resp.prepare(scope.request)
+    await resp.write_eof(data)
 
 
 async def write_replay(scope: RequestScope, body: Json, answer: CachedAnswer, how: str) -> web.StreamResponse:
