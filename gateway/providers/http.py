@@ -35,6 +35,8 @@ from gateway.wire import (
 
 _MAX_ERROR_BODY = 64 * 1024  # bytes of a non-stream (error) body read for its message; the rest is dropped
 _MAX_EVENT = 1024 * 1024  # bytes of one SSE line, and of one event's data lines together
+_BODY_END_S = 0.1  # how long the end of a body may lag its last event before the connection is given up
+_MAX_BODY_TAIL = 64 * 1024  # bytes read (and dropped) after the last event while waiting for the end
 _MAX_JSON_BODY = 64 * 1024 * 1024  # bytes of a unary answer (embeddings of a large batch are tens of MB)
 _OWN_ERROR_TYPES = frozenset({"bad_response", "stream_error", "timeout", "connection_error"})
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
@@ -262,7 +264,8 @@ class HttpProvider:
             if finished:
                 resp.release()
             else:
-                # Drop the connection: the provider must see the client leave and stop generating.
+                # Drop the connection: the provider must see the client leave and stop generating. (A body read
+                # to its end, e.g. an error's, was already given back to the pool by aiohttp when it ended.)
                 resp.close()
 
     async def _http_error(self, resp: aiohttp.ClientResponse) -> ProviderError:
@@ -299,6 +302,21 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
         parts.append(part)
         size += len(part)
     return b"".join(parts)
+
+
+async def _read_to_end(content: aiohttp.StreamReader) -> None:
+    """Wait briefly for the end of a body whose last event has come (OpenAI's `[DONE]`, then the chunked body's
+    terminator, often in a later network read). A response released before its body's end makes aiohttp close
+    the connection instead of pooling it: the next request would open a new one (a TLS handshake with a real
+    provider). Bounded in time and bytes: a provider that never ends its body costs `_BODY_END_S` once per
+    answer, then its connection is closed as before. Never raises but when cancelled: the answer is whole."""
+    size = 0
+    try:
+        async with asyncio.timeout(_BODY_END_S):
+            while size <= _MAX_BODY_TAIL and (part := await content.readany()):
+                size += len(part)
+    except (TimeoutError, aiohttp.ClientError):
+        pass  # the connection is closed on release (not at its end): as if never waited for
 
 
 def _too_large(name: str) -> ProviderError:
@@ -346,8 +364,13 @@ async def _read_sse(content: aiohttp.StreamReader, name: str) -> AsyncIterator[l
                 fault = _too_large(name)
                 break
             if payload == b"[DONE]":
+                if content.at_eof():  # the body's end came with it: the connection is free already
+                    if batch:
+                        yield LastBatch(batch)
+                    return
                 if batch:
-                    yield LastBatch(batch)
+                    yield batch  # not the last read: the body's end is still to come (written at once)
+                await _read_to_end(content)
                 return
             try:
                 parsed = loads(payload)

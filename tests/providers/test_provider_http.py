@@ -3,6 +3,8 @@ answer, and that the provider's key never comes back in an error, whatever the u
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +15,7 @@ from aiohttp import web
 
 from gateway.config.model import ProviderConfig
 from gateway.errors import FailureKind, ProviderError
-from gateway.providers import HttpProvider, UpstreamRequest, create_provider
+from gateway.providers import HttpProvider, UpstreamRequest, create_provider, http
 from gateway.providers.http import _error_message
 from gateway.wire import SSEEvent, WireFormat
 
@@ -199,6 +201,81 @@ async def test_a_redirect_is_not_followed(upstream: Upstream, providers: list[Ht
     err = await error_of(provider)
     assert err.kind is FailureKind.FAULT and err.status == 307 and err.message.startswith("up: HTTP 307")
     assert [seen.path for seen in upstream.seen] == ["/v1/chat/completions"]
+
+
+# ------------------------------------------------------------------------------------------ the connection
+
+def ends_when(released: asyncio.Event, peers: list[object]) -> Reply:
+    """A stream whose events and `[DONE]` go in one write, and whose body ends (the chunked terminator) only once
+    `released` is set: the reader has seen `[DONE]` before the end can have come. Records each request's peer."""
+    async def reply(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in EVENTS) + b"data: [DONE]\n\n")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(released.wait(), 10)  # bounded: a test that fails must not hang the server
+        await resp.write_eof()
+        return resp
+    return reply
+
+
+async def test_a_body_that_ends_after_its_done_event_keeps_its_connection(
+        upstream: Upstream, providers: list[HttpProvider]) -> None:
+    # Released before its end, a response's connection is closed by aiohttp, not pooled: every such answer
+    # cost the next request a new connection (a TLS handshake with a real provider).
+    released, peers = asyncio.Event(), list[object]()
+    upstream.reply = ends_when(released, peers)
+    provider = upstream.provider()
+    providers.append(provider)
+    for _ in range(2):
+        released.clear()
+        events: list[SSEEvent] = []
+        async for batch in provider.stream(UpstreamRequest(BODY)):
+            events += batch
+            if len(events) == len(EVENTS):
+                released.set()  # the reader has read `[DONE]` (same write): the end comes after it
+        assert events == [SSEEvent(e) for e in EVENTS]
+    assert len(peers) == 2 and peers[0] == peers[1]  # one connection for both
+
+
+async def test_an_error_read_to_its_end_keeps_its_connection(upstream: Upstream,
+                                                             providers: list[HttpProvider]) -> None:
+    # A burst of 429s (or 400s, returned to their clients as they are) must not cost a new connection each.
+    peers: list[object] = []
+
+    async def limited(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.Response(status=429, body=openai_error("slow down", "rate_limit_error"),
+                            content_type="application/json")
+
+    upstream.reply = limited
+    provider = upstream.provider()
+    providers.append(provider)
+    for _ in range(2):
+        assert (await error_of(provider)).kind is FailureKind.RATE_LIMITED
+    unary = UpstreamRequest({"model": "m", "input": "hi"}, operation="embeddings")
+    for _ in range(2):
+        with pytest.raises(ProviderError):
+            await provider.call(unary)
+    assert len(peers) == 4 and len(set(peers)) == 1
+
+
+async def test_a_body_that_never_ends_after_done_still_ends_the_stream_soon(
+        upstream: Upstream, providers: list[HttpProvider], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "_BODY_END_S", 0.01)
+    released, peers = asyncio.Event(), list[object]()
+    upstream.reply = ends_when(released, peers)
+    provider = upstream.provider()
+    providers.append(provider)
+    try:
+        for _ in range(2):
+            assert await events_of(provider, UpstreamRequest(BODY)) == [SSEEvent(e) for e in EVENTS]
+        assert len(peers) == 2 and peers[0] != peers[1]  # the first was given up on: closed, not pooled
+    finally:
+        released.set()
 
 
 # ---------------------------------------------------------------------------------- errors and the key

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import FailureKind, ProviderError
-from gateway.providers.http import _MAX_EVENT, _parse_block, _read_sse
+from gateway.providers.http import _MAX_BODY_TAIL, _MAX_EVENT, _parse_block, _read_sse
 from gateway.wire import LastBatch, SSEEvent
 
 
@@ -65,9 +65,13 @@ async def test_one_line_events_in_one_read_are_one_batch() -> None:
 
 
 async def test_the_batch_the_stream_ends_with_says_so() -> None:
-    # [DONE] in the same read, or the end of the body with it: the next batch will not be waited for.
-    done = await batches(Chunks(data({"n": 1}), data({"n": 2}) + b"data: [DONE]\n\n", data({"n": 3})))
+    # [DONE] and the body's end in the same read, or the end alone: the next batch will not be waited for.
+    done = await batches(Chunks(data({"n": 1}), data({"n": 2}) + b"data: [DONE]\n\n"))
     assert [type(b) for b in done] == [list, LastBatch] and done == [[ev(1)], [ev(2)]]
+    # [DONE] with the body's end still to come: the reader waits for that end (so the connection is pooled,
+    # not closed), so its last batch is a plain one, written before the wait.
+    end_later = await batches(Chunks(data({"n": 1}), data({"n": 2}) + b"data: [DONE]\n\n", data({"n": 3})))
+    assert [type(b) for b in end_later] == [list, list] and end_later == [[ev(1)], [ev(2)]]
     at_end = await batches(Chunks(data({"n": 1}), data({"n": 2})))  # no terminator (Anthropic): the body's end
     assert [type(b) for b in at_end] == [list, LastBatch]
     # A body whose end comes in a read of its own: the last batch did not know, and is a plain one.
@@ -160,14 +164,23 @@ async def test_a_cr_at_a_read_boundary_waits_for_its_lf(split: list[bytes]) -> N
 async def test_done_ends_the_stream_after_the_events_before_it() -> None:
     content = Chunks(data({"n": 1}) + b"data: [DONE]\n\n" + data({"n": 2}), data({"n": 3}))
     assert await batches(content) == [[ev(1)]]
-    assert content.reads == 1  # nothing after [DONE] is read, in that read or later
+    # Nothing after [DONE] is an event; the rest of the body is read to its end (dropped), then b"".
+    assert content.reads == 3 and not content.chunks
+
+
+async def test_what_follows_done_is_read_only_up_to_a_bound() -> None:
+    # A provider that keeps sending after [DONE]: given up (its connection closed) after _MAX_BODY_TAIL bytes.
+    tail = b"x" * (_MAX_BODY_TAIL // 2 + 1)
+    content = Chunks(data({"n": 1}) + b"data: [DONE]\n\n", tail, tail, tail)
+    assert await batches(content) == [[ev(1)]]
+    assert content.reads == 3 and content.chunks == [tail]
 
 
 async def test_done_in_any_spelling_of_the_data_line() -> None:
     for done in (b"data: [DONE]\n\n", b"data:[DONE]\n\n", b"data: [DONE]\r\n\r\n", b": ka\ndata: [DONE]\n\n"):
         content = Chunks(data({"n": 1}), done, data({"n": 2}))
         assert await batches(content) == [[ev(1)]], done
-        assert content.reads == 2
+        assert content.reads == 4  # then the rest of the body, read to its end and dropped
 
 
 async def test_done_first_yields_nothing() -> None:
