@@ -75,7 +75,9 @@ def validate_request(body: object) -> Json:
     _refuse_server_state(body)
     if (data := body.get("input")) is not None:
         _validate_input(data)
-    elif not body.get("previous_response_id"):
+    if (data is None or data == []) and not body.get("previous_response_id"):
+        # Nothing to answer (an empty list included, as the API words it): refused here, so that targets of
+        # every kind judge it alike (a native one refuses it, a chat one would get no user turn).
         raise W.missing("input")
     for key in ("stream", "store", "parallel_tool_calls", "background"):
         if (value := body.get(key)) is not None:

@@ -218,6 +218,7 @@ def mutated_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, bytes]]:
 @example(case=({"model": "via-openai", "input": "hi", "tools": [{"type": "web_search"}]}, {}))
 @example(case=({"model": "via-anthropic", "input": [{"role": "system", "content": "only rules"}]}, {}))
 @example(case=({"model": "native", "input": "hi", "previous_response_id": "resp_nope"}, {}))
+@example(case=({"model": "native", "input": [], "instructions": "be brief"}, {}))  # refused at the door
 def test_mutated_valid_bodies(env: Env, case: tuple[dict[str, Any], dict[str, bytes]]) -> None:
     body, deep = case
     check(env, "POST", PATH, encode(body, deep))

@@ -114,6 +114,7 @@ def test_replay_streams_a_stored_answer_back_to_the_same_body() -> None:
 @pytest.mark.parametrize(("body", "param"), [
     ({"model": "m"}, "input"),
     ({"model": "m", "input": 5}, "input"),
+    ({"model": "m", "input": [], "instructions": "be brief"}, "input"),  # nothing to answer (fuzz-found)
     ({"model": "m", "input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
     ({"model": "m", "input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output"),
     ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
@@ -134,6 +135,7 @@ def test_validation_lets_what_a_native_provider_judges_through() -> None:
             "previous_response_id": "resp_1", "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k"}
     assert validate_request(body) is body
     assert validate_request({"model": "m", "previous_response_id": "resp_1"})  # the input may all be stored
+    assert validate_request({"model": "m", "previous_response_id": "resp_1", "input": []})
 
 
 def test_provider_garbage_never_breaks_the_responses_framing_or_its_counts() -> None:
