@@ -20,6 +20,7 @@ import re
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.formats import token_count
 from gateway.formats.responses_events import ResponseStreamBuilder, usage_body
 from gateway.translate import openai_via_anthropic
 from gateway.translate.responses_via_openai import chat_request
@@ -78,12 +79,12 @@ class AnthropicStreamToResponses:
         if kind == "message_start":
             message = data.get("message") or {}
             builder.model = str(message.get("model") or "")
-            self._take_usage(message.get("usage") or {})
+            self._take_usage(message.get("usage"))
             return builder.start()
         if kind == "message_delta":
             reason = (data.get("delta") or {}).get("stop_reason")
             self._incomplete = INCOMPLETE.get(reason) if isinstance(reason, str) else None
-            self._take_usage(data.get("usage") or {})
+            self._take_usage(data.get("usage"))
             return []
         if kind == "message_stop":
             return self._end()
@@ -95,16 +96,19 @@ class AnthropicStreamToResponses:
     def finish(self) -> list[SSEEvent]:
         return self._end() if self._builder.started else []
 
-    def _take_usage(self, usage: Json) -> None:
+    def _take_usage(self, usage: object) -> None:
         # message_start has the prompt side; message_delta the cumulative output (newer versions repeat input).
-        if usage.get("input_tokens") is not None:
-            self._input = usage["input_tokens"]
-        if usage.get("cache_read_input_tokens") is not None:
-            self._cache_read = usage["cache_read_input_tokens"]
-        if usage.get("cache_creation_input_tokens") is not None:
-            self._cache_write = usage["cache_creation_input_tokens"]
-        if usage.get("output_tokens") is not None:
-            self._output = usage["output_tokens"]
+        # Provider numbers: only plausible counts are taken (see `token_count`); anything else is as if missing.
+        if type(usage) is not dict:
+            return
+        if (count := token_count(usage.get("input_tokens"))) is not None:
+            self._input = count
+        if (count := token_count(usage.get("cache_read_input_tokens"))) is not None:
+            self._cache_read = count
+        if (count := token_count(usage.get("cache_creation_input_tokens"))) is not None:
+            self._cache_write = count
+        if (count := token_count(usage.get("output_tokens"))) is not None:
+            self._output = count
 
     def _block_start(self, data: Json) -> list[SSEEvent]:
         block = data.get("content_block") or {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.formats import token_count
 from gateway.formats.responses_events import ResponseStreamBuilder, usage_body
 from gateway.wire import Json, SSEEvent
 
@@ -234,8 +235,8 @@ class ChatChunksToResponses:
         for choice in data.get("choices") or ():
             if choice.get("index", 0) == 0:
                 self._choice(choice, out)
-        if data.get("usage"):
-            self._usage = data["usage"]
+        if (usage := data.get("usage")) and type(usage) is dict:
+            self._usage = usage
         if self._reason is not None and self._usage is not None:
             out += self._end()
         return out
@@ -267,8 +268,11 @@ class ChatChunksToResponses:
         usage = self._usage
         body = None
         if usage is not None:
-            details = usage.get("completion_tokens_details") or {}
-            body = usage_body(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
-                              (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
-                              details.get("reasoning_tokens") or 0)
+            # Provider numbers: only plausible counts (see `token_count`); anything else is 0, as if missing.
+            prompt_details, details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+            body = usage_body(token_count(usage.get("prompt_tokens")) or 0,
+                              token_count(usage.get("completion_tokens")) or 0,
+                              (token_count(prompt_details.get("cached_tokens"))
+                               if type(prompt_details) is dict else None) or 0,
+                              (token_count(details.get("reasoning_tokens")) if type(details) is dict else None) or 0)
         return self._builder.finish(usage=body, incomplete=self._incomplete)

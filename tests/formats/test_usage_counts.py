@@ -11,6 +11,8 @@ from gateway.formats import anthropic as an
 from gateway.formats import openai as oa
 from gateway.translate.anthropic_via_openai import ChatChunksToAnthropicStream
 from gateway.translate.openai_via_anthropic import AnthropicStreamToChatChunks
+from gateway.translate.responses_via_anthropic import AnthropicStreamToResponses
+from gateway.translate.responses_via_openai import ChatChunksToResponses
 from gateway.wire import SSEEvent
 
 BAD: list[Any] = ["12", -1, -50_000_000, 1e308, 12.0, True, None, [1], {"n": 1}, MAX_TOKENS]
@@ -72,3 +74,46 @@ def test_translated_usage(bad: Any) -> None:
         "prompt_tokens": bad, "completion_tokens": bad, "prompt_tokens_details": {"cached_tokens": bad}}}))
     usage = next(ev.data["usage"] for ev in out if ev.data["type"] == "message_delta")
     assert usage == {"output_tokens": 0, "input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+def _completed_usage(events: list[SSEEvent]) -> Any:
+    (done,) = [ev.data for ev in events if ev.data["type"] == "response.completed"]
+    return done["response"]["usage"]
+
+
+ZERO_RESPONSES_USAGE = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+                        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+
+
+@pytest.mark.parametrize("bad", BAD, ids=repr)
+def test_responses_translated_usage(bad: Any) -> None:
+    # Before: a string count was summed (a TypeError, the answer a 502), a negative one handed on as it was.
+    from_anthropic = AnthropicStreamToResponses()
+    out = from_anthropic.feed(SSEEvent({"type": "message_start", "message": {"id": "m", "model": "c", "usage": {
+        "input_tokens": bad, "cache_read_input_tokens": bad, "cache_creation_input_tokens": bad}}}))
+    out += from_anthropic.feed(SSEEvent({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                         "usage": {"output_tokens": bad}}))
+    out += from_anthropic.feed(SSEEvent({"type": "message_stop"}))
+    assert _completed_usage(out) == ZERO_RESPONSES_USAGE
+    from_chat = ChatChunksToResponses()
+    out = from_chat.feed(SSEEvent({"id": "c", "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}))
+    out += from_chat.feed(SSEEvent({"id": "c", "choices": [], "usage": {
+        "prompt_tokens": bad, "completion_tokens": bad, "prompt_tokens_details": {"cached_tokens": bad},
+        "completion_tokens_details": {"reasoning_tokens": bad}}}))
+    assert _completed_usage(out) == ZERO_RESPONSES_USAGE
+
+
+@pytest.mark.parametrize("details", ["x", [1], 5], ids=repr)
+def test_responses_translated_usage_details_of_the_wrong_type(details: Any) -> None:
+    from_chat = ChatChunksToResponses()
+    out = from_chat.feed(SSEEvent({"id": "c", "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}))
+    out += from_chat.feed(SSEEvent({"id": "c", "choices": [], "usage": {
+        "prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": details,
+        "completion_tokens_details": details}}))
+    assert _completed_usage(out)["total_tokens"] == 5
+    from_anthropic = AnthropicStreamToResponses()
+    out = from_anthropic.feed(SSEEvent({"type": "message_start", "message": {"id": "m", "usage": details}}))
+    out += from_anthropic.feed(SSEEvent({"type": "message_stop"}))
+    assert _completed_usage(out) == ZERO_RESPONSES_USAGE
