@@ -6,6 +6,7 @@
 #   docs/measure_instructions.sh gateway always_off json 300     # traces sampled out, non-streaming, 300 requests
 #   docs/measure_instructions.sh gateway always_on stream 300    # every request traced, streaming
 #   docs/measure_instructions.sh passthrough - json 300
+#   docs/measure_instructions.sh floor - json 300                # loadtest.floor: the work before any feature
 #
 # Needs valgrind (Debian package). Run from the checkout to measure; ~20 s per arm. The simulator (zero latency,
 # 16 tokens) runs on core 1 with the client, the process under test on core 0.
@@ -29,6 +30,8 @@ telemetry: {traces_file: $WORK/traces.jsonl}
 YAML
 if [ "$WHAT" = passthrough ]; then
   command=("$PY" -m loadtest.passthrough --upstream "$SIM" --port "$PORT")
+elif [ "$WHAT" = floor ]; then
+  command=("$PY" -m loadtest.floor --upstream "$SIM" --port "$PORT")
 else
   command=("$PY" -m gateway serve --config "$WORK/gw.yaml" --port "$PORT" --log-level WARNING --workers 1)
 fi

@@ -2,8 +2,9 @@
 
 One run, same machine, ratios only (the machine is noisy; absolute figures move between runs):
 - CPU per request and maximum throughput (wrk, closed loop), non-streaming and streaming, for the pass-through,
-  the gateway with every request traced (spans to its JSON-lines file), and the gateway with tracing sampled
-  out (`OTEL_TRACES_SAMPLER=always_off`; metrics still on). CPU is read from /proc for the process under test.
+  the floor (`loadtest.floor`: the mechanical work of any gateway on this stack, without features), the gateway
+  with every request traced (spans to its JSON-lines file), and the gateway with tracing sampled out
+  (`OTEL_TRACES_SAMPLER=always_off`; metrics still on). CPU is read from /proc for the process under test.
 - Added latency (p50, p99) at a fixed open-loop rate (default 500 requests/s), gateway against pass-through.
 - Memory per in-flight request: resident memory with 1,000 concurrent slow requests held open, minus idle.
 
@@ -32,6 +33,7 @@ from loadtest.procs import (
     Child,
     cancel_on_sigterm,
     free_port,
+    start_floor,
     start_gateway,
     start_passthrough,
     start_sim_host,
@@ -127,6 +129,14 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
         proxy_url = f"http://127.0.0.1:{port}"
         report["targets"]["passthrough"] = {k: await cpu_per_request(proxy, proxy_url, scripts[k], seconds=seconds)
                                             for k in kinds}
+        # The floor: what any gateway on this stack costs before its features (see `loadtest.floor`).
+        floor_port = free_port()
+        floor = await start_floor(urls["zero"], floor_port, cpu=UNDER_TEST_CPU, log_path=out / "floor.log")
+        children.append(floor)
+        report["targets"]["floor"] = {k: await cpu_per_request(floor, f"http://127.0.0.1:{floor_port}", scripts[k],
+                                                               seconds=seconds) for k in kinds}
+        await floor.stop()
+        children.remove(floor)
         modes = (("gateway_traced", "always_on"), ("gateway_sampled_out", "always_off"))
         for name, sampler in modes:
             gw_port = free_port()
@@ -204,6 +214,9 @@ def render(report: dict[str, Any]) -> str:
             r = report["ratios"].get(f"{name}.{kind}", {"throughput_ratio": 1.0, "cpu_ratio": 1.0})
             lines.append(f"| {name} | {kind} | {f['requests_per_s']:.0f} | {f['cpu_us_per_request']:.0f} | "
                          f"{r['throughput_ratio']:.2f} | {r['cpu_ratio']:.2f} |")
+    if "floor" in report["targets"]:
+        lines += ["", "floor: `loadtest.floor`, what any gateway on this stack does before its features (the request "
+                  "parsed and streamed upstream, every event parsed, the answer assembled or forwarded)."]
     latency = report.get("latency")
     if latency:
         lines += ["", f"Latency at {latency['rate']:g} requests/s open loop (ms, scheduled send to answer):", "",

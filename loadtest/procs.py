@@ -152,6 +152,14 @@ async def start_passthrough(upstream: str, port: int, *, cpu: int | None, log_pa
     return child
 
 
+async def start_floor(upstream: str, port: int, *, cpu: int | None, log_path: Path | None) -> Child:
+    """`loadtest.floor`: the mechanical work of a gateway on this stack, without its features."""
+    command = pinned([sys.executable, "-m", "loadtest.floor", "--upstream", upstream, "--port", str(port)], cpu)
+    child = await _spawn("floor", command, log_path)
+    await wait_healthy(f"http://127.0.0.1:{port}/healthz", child, log_path)
+    return child
+
+
 async def wait_healthy(url: str, child: Child, log_path: Path | None, timeout_s: float = 30.0) -> None:
     """Poll `url` until it answers 200; fail early if the child exits (a config error, a taken port)."""
     loop = asyncio.get_running_loop()
