@@ -138,6 +138,7 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
         await floor.stop()
         children.remove(floor)
         modes = (("gateway_traced", "always_on"), ("gateway_sampled_out", "always_off"))
+        gateways: dict[str, tuple[Child, str]] = {}
         for name, sampler in modes:
             gw_port = free_port()
             config = gateway_config(urls["zero"], gw_port, out / f"{name}-traces.jsonl")
@@ -152,15 +153,19 @@ async def run_perf(out: Path, *, seconds: float = 5.0, rate: float = 500.0, late
             finally:
                 os.environ.pop("OTEL_TRACES_SAMPLER", None)
             children.append(gateway)
-            gw_url = f"http://127.0.0.1:{gw_port}"
+            gateways[name] = gateway, f"http://127.0.0.1:{gw_port}"
+        # Every CPU arm before the latency and memory tests: 1,000 held requests and their teardown (on both
+        # sides, the simulator's included, on the load's core) must not disturb a later arm's measurement.
+        for name, (gateway, gw_url) in gateways.items():
             report["targets"][name] = {k: await cpu_per_request(gateway, gw_url, scripts[k], seconds=seconds)
                                        for k in kinds}
-            if name == "gateway_traced":
-                report["latency"] = {
-                    "rate": rate,
-                    "passthrough": await _latency(proxy_url, rate, latency_s),
-                    "gateway_traced": await _latency(gw_url, rate, latency_s)}
-                report["memory"] = await memory_per_in_flight(gateway, gw_url, urls["slow"])
+        gateway, gw_url = gateways["gateway_traced"]
+        report["latency"] = {
+            "rate": rate,
+            "passthrough": await _latency(proxy_url, rate, latency_s),
+            "gateway_traced": await _latency(gw_url, rate, latency_s)}
+        report["memory"] = await memory_per_in_flight(gateway, gw_url, urls["slow"])
+        for gateway, _ in gateways.values():
             await gateway.stop()
             children.remove(gateway)
         if workers > 1:
