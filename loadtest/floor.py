@@ -14,8 +14,6 @@ below it, nothing written in Python on this stack can go.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -24,8 +22,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-UPSTREAM: web.AppKey[str] = web.AppKey("upstream", str)
-SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
+from loadtest.passthrough import SESSION, UPSTREAM, proxy_app, run, serve_app
+
 _HEADERS = {"content-type": "application/json", "authorization": "Bearer floor"}
 
 
@@ -83,39 +81,10 @@ async def _assemble(content: aiohttp.StreamReader) -> dict[str, Any]:
                          "finish_reason": finish, "logprobs": None}]}
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 def build_app(upstream: str) -> web.Application:
-    app = web.Application()
-    app[UPSTREAM] = upstream.rstrip("/")
-
-    async def session_context(app: web.Application) -> AsyncIterator[None]:
-        # The same footing as the pass-through and the gateway's provider pools.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        app[SESSION] = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
-        yield
-        await app[SESSION].close()
-
-    app.cleanup_ctx.append(session_context)
-    app.router.add_get("/healthz", healthz)
+    app = proxy_app(upstream, auto_decompress=True)  # as the gateway's provider pools
     app.router.add_post("/v1/chat/completions", chat)
     return app
-
-
-async def serve(upstream: str, port: int) -> None:
-    runner = web.AppRunner(build_app(upstream), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,14 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="base URL of an OpenAI-format provider (no /v1)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        import uvloop  # as the gateway and the pass-through
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(serve(args.upstream, args.port))
+    run(serve_app(build_app(args.upstream), args.port))
     return 0
 
 

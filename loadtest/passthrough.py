@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -41,26 +42,33 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(upstream: str) -> web.Application:
+def proxy_app(upstream: str, *, auto_decompress: bool) -> web.Application:
+    """An app with `UPSTREAM`, a pooled `SESSION` to it and `/healthz`: what `loadtest.floor` shares."""
     app = web.Application()
     app[UPSTREAM] = upstream.rstrip("/")
 
     async def session_context(app: web.Application) -> AsyncIterator[None]:
-        # No connection cap and no compression: the same footing as the gateway's provider pools.
+        # No connection cap: the same footing as the gateway's provider pools.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+        app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=auto_decompress,
                                              timeout=aiohttp.ClientTimeout(total=None))
         yield
         await app[SESSION].close()
 
     app.cleanup_ctx.append(session_context)
     app.router.add_get("/healthz", healthz)
+    return app
+
+
+def build_app(upstream: str) -> web.Application:
+    app = proxy_app(upstream, auto_decompress=False)  # bytes forwarded as they came, compressed or not
     app.router.add_post("/{tail:.*}", forward)
     return app
 
 
-async def serve(upstream: str, port: int, *, reuse_port: bool = False) -> None:
-    runner = web.AppRunner(build_app(upstream), handler_cancellation=True, access_log=None)
+async def serve_app(app: web.Application, port: int, *, reuse_port: bool = False) -> None:
+    """Serve `app` on 127.0.0.1 (its URL printed on stdout) until SIGINT or SIGTERM."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     # reuse_port: several processes on one port, the kernel spreading connections (as `gateway serve --workers`).
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_port=reuse_port or None)
@@ -74,20 +82,25 @@ async def serve(upstream: str, port: int, *, reuse_port: bool = False) -> None:
     await runner.cleanup()
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed: the gateway runs on it, so like is compared with like."""
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.passthrough", description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="base URL requests are forwarded to (path kept)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
     args = parser.parse_args(argv)
-    try:
-        import uvloop  # the gateway runs on uvloop when installed: compare like with like
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(serve(args.upstream, args.port, reuse_port=args.reuse_port))
+    run(serve_app(build_app(args.upstream), args.port, reuse_port=args.reuse_port))
     return 0
 
 
