@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -108,3 +110,23 @@ def metric_export_interval_ms(env: Mapping[str, str]) -> float:
     if not interval > 0:
         raise TelemetrySetupError(f"OTEL_METRIC_EXPORT_INTERVAL must be a positive number of ms, got {raw!r}")
     return interval
+
+
+_TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
+
+
+def metrics_temporality(env: Mapping[str, str]) -> dict[type, AggregationTemporality]:
+    """OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE as the OTLP metric exporter's `preferred_temporality`,
+    by the spec's table: `delta` makes counters, histograms and observable counters delta, `lowmemory` counters
+    and histograms only; up-down counters stay cumulative either way. Unset or `cumulative`: empty (all
+    cumulative)."""
+    raw = env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip().lower() or "cumulative"
+    if raw not in _TEMPORALITY_PREFERENCES:
+        raise TelemetrySetupError(f"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE={raw!r} is not supported; "
+                                  f"use one of {', '.join(_TEMPORALITY_PREFERENCES)}")
+    delta = AggregationTemporality.DELTA
+    if raw == "delta":
+        return {Counter: delta, Histogram: delta, ObservableCounter: delta}
+    if raw == "lowmemory":
+        return {Counter: delta, Histogram: delta}
+    return {}

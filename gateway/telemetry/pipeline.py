@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricReader,
@@ -32,7 +34,7 @@ from gateway import __version__
 from gateway.config.model import GatewayConfig, TelemetryConfig
 from gateway.engine.hooks import Hooks
 from gateway.telemetry import otel_env, prometheus
-from gateway.telemetry.aggregate import MetricSet
+from gateway.telemetry.aggregate import DeltaReading, MetricSet
 from gateway.telemetry.file_spans import FileSpanHooks
 from gateway.telemetry.hooks import GivenTraceIds, TelemetryHooks
 from gateway.telemetry.jsonl_exporter import InlineJsonLinesProcessor
@@ -139,7 +141,8 @@ def setup_telemetry(config: TelemetryConfig, env: Mapping[str, str], *,
     readers = list(metric_readers)
     metrics_target = otel_env.otlp_target(env, "metrics")
     if metrics_target is not None:
-        exporter = OTLPMetricExporter(endpoint=metrics_target.endpoint, headers=metrics_target.headers)
+        exporter = OTLPMetricExporter(endpoint=metrics_target.endpoint, headers=metrics_target.headers,
+                                      preferred_temporality=otel_env.metrics_temporality(env))
         readers.append(PeriodicExportingMetricReader(
             exporter, export_interval_millis=otel_env.metric_export_interval_ms(env)))
         log.info("exporting metrics over OTLP/HTTP to %s", metrics_target.endpoint)
@@ -166,14 +169,21 @@ def feed_reader(reader: MetricReader, metrics: MetricSet) -> None:
 
     The SDK has no public way to hand a reader data that is not its own instruments' (no metric producers in
     this version); `_set_collect_callback` is what `MeterProvider` itself calls on every reader it is given.
-    The collection is always cumulative: a reader asking for delta temporality (e.g.
-    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta) still gets cumulative points, marked as such.
+    A reader that asks for delta temporality for counters or histograms (the OTLP exporter with
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta or lowmemory) gets deltas for them, from a
+    `DeltaReading` of its own; any other gets cumulative points.
     """
-    if AggregationTemporality.DELTA in reader._instrument_class_temporality.values():
-        log.warning("metrics are exported with cumulative temporality; the delta preference is not honoured")
+    # What the SDK's own collection reads, keyed by its instrument classes (private subclasses of the public ones).
+    wanted = reader._instrument_class_temporality
+    delta_counters = any(issubclass(kind, SdkCounter) and temporality is AggregationTemporality.DELTA
+                         for kind, temporality in wanted.items())
+    delta_histograms = any(issubclass(kind, SdkHistogram) and temporality is AggregationTemporality.DELTA
+                           for kind, temporality in wanted.items())
+    reading = DeltaReading(metrics.start_ns, counters=delta_counters, histograms=delta_histograms) \
+        if delta_counters or delta_histograms else None
 
     def collect(_reader: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
-        return metrics.collect()
+        return metrics.collect(reading)
 
     # The SDK's annotation names the second parameter a temporality; it passes timeout_millis.
     reader._set_collect_callback(collect)  # type: ignore[arg-type]

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     Gauge,
     Histogram,
     HistogramDataPoint,
@@ -200,3 +203,53 @@ def test_a_collection_from_another_thread_sees_buckets_and_count_agree() -> None
         stop.set()
         thread.join()
     assert seen and all(p.count == sum(p.bucket_counts) for p in seen)
+
+
+DELTA = {SdkCounter: AggregationTemporality.DELTA, SdkHistogram: AggregationTemporality.DELTA}
+ROUNDS: list[list[tuple[Key, float]]] = [  # measurements between one collection and the next
+    [(("a", True), 0.5), (("a", True), 3.0), (("b", False), 0.02)],
+    [(("a", True), 0.05)],  # b: nothing new, so no point for it
+    [],  # nothing at all
+    [(("b", False), 12.0), (("a", True), 0.5), (("c", True), 2)],
+]
+
+
+def _rounded(points: dict[Any, tuple[Any, ...]]) -> dict[Any, tuple[Any, ...]]:
+    return {k: tuple(round(v, 9) if type(v) is float else v for v in values) for k, values in points.items()}
+
+
+@pytest.mark.parametrize("preference", ["delta", "cumulative"])
+def test_a_reader_that_asks_for_deltas_gets_the_sdks_deltas(preference: str) -> None:
+    """Collection after collection, a delta reader gets what the SDK's own instruments give it: each series'
+    change since the reader's last collection (counts, sums, the interval's extremes), no point for a series
+    without measurements since; a cumulative reader of the same data still gets the totals."""
+    wanted = DELTA if preference == "delta" else {}
+    sdk_reader = InMemoryMetricReader(preferred_temporality=wanted)  # type: ignore[arg-type]
+    provider = MeterProvider(metric_readers=[sdk_reader], shutdown_on_exit=False)
+    meter = provider.get_meter("t")
+    sdk_counter = meter.create_counter("c", unit="1")
+    sdk_histogram = meter.create_histogram("h", unit="s", explicit_bucket_boundaries_advisory=BOUNDS)
+    ours = _ours()
+    counter, histogram = ours.counter("c", "1", ""), ours.histogram("h", "s", "", BOUNDS)
+    our_reader = InMemoryMetricReader(preferred_temporality=wanted)  # type: ignore[arg-type]
+    feed_reader(our_reader, ours)
+    for measurements in ROUNDS:
+        for key, value in measurements:
+            sdk_counter.add(value, _attrs(key))
+            sdk_histogram.record(value, _attrs(key))
+            counter.add(key, value, _attrs)
+            histogram.record(key, value, _attrs)
+        theirs, mine = sdk_reader.get_metrics_data(), our_reader.get_metrics_data()
+        their_metrics = _metrics(theirs) if theirs is not None and theirs.resource_metrics else {}
+        my_metrics = _metrics(mine) if mine is not None else {}
+        # The SDK reports an empty delta sum or histogram as a metric without points; none is the same.
+        their_metrics = {name: m for name, m in their_metrics.items() if m.data.data_points}
+        assert my_metrics.keys() == their_metrics.keys(), measurements
+        for name, metric in my_metrics.items():
+            # A delta of ours is a difference of running sums: equal to the SDK's to the last few bits only.
+            assert _rounded(_points(metric)) == _rounded(_points(their_metrics[name])), (name, measurements)
+            assert isinstance(metric.data, Sum | Histogram)
+            their_data = their_metrics[name].data
+            assert isinstance(their_data, Sum | Histogram)
+            assert metric.data.aggregation_temporality == their_data.aggregation_temporality
+    provider.shutdown()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON, ParentBasedTraceIdRatio, TraceIdRatioBased
 
 from gateway.config.model import TelemetryConfig
 from gateway.telemetry import TelemetrySetupError, setup_telemetry
-from gateway.telemetry.otel_env import metric_export_interval_ms, otlp_target, resource_from_env, sampler_from_env
+from gateway.telemetry.otel_env import (
+    metric_export_interval_ms,
+    metrics_temporality,
+    otlp_target,
+    resource_from_env,
+    sampler_from_env,
+)
 
 
 def test_service_name_defaults_and_overrides() -> None:
@@ -53,10 +61,21 @@ def test_otlp_endpoints_per_signal() -> None:
     {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces",
      "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
     {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_METRIC_EXPORT_INTERVAL": "0"},
+    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "x"},
 ])
 def test_unsupported_settings_fail_at_setup(env: dict[str, str]) -> None:
     with pytest.raises(TelemetrySetupError):
         setup_telemetry(TelemetryConfig(traces_file=""), env)
+
+
+def test_metrics_temporality_follows_the_specs_table() -> None:
+    delta = AggregationTemporality.DELTA
+    assert metrics_temporality({}) == {} == metrics_temporality({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE":
+                                                                 "Cumulative"})
+    assert metrics_temporality({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"}) == {
+        Counter: delta, Histogram: delta, ObservableCounter: delta}
+    assert metrics_temporality({"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory"}) == {
+        Counter: delta, Histogram: delta}
 
 
 def test_metric_interval() -> None:

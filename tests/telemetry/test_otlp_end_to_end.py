@@ -218,3 +218,33 @@ async def test_metrics_are_also_exported_over_otlp(setup: Setup) -> None:
     names: Any = setup.receiver.metric_names()
     assert {"gateway.request.duration", "gateway.cost", "gateway.wasted_cost", "gateway.attempts",
             "gen_ai.client.token.usage", "gateway.breaker.state"} <= names
+
+
+DELTA, CUMULATIVE = 1, 2  # opentelemetry.proto.metrics.v1.AggregationTemporality
+
+
+@pytest.mark.parametrize("preference", ["delta", "cumulative"])
+async def test_otlp_metrics_are_deltas_when_the_exporter_asks_for_them(preference: str) -> None:
+    # Dynatrace, for one, takes only delta counters and histograms over OTLP.
+    async with otlp_receiver() as receiver, SimulatedProvider(name="fast", seed=2) as fast:
+        config = config_for({"fast": ("anthropic", fast)}, {
+            "solo": {"targets": [{"provider": "fast", "model": "claude-fast", "price": PRICE_FAST}]}},
+            telemetry={"traces_file": ""})
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+               "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": preference}
+        async with traced_gateway(config, setup_telemetry(config.telemetry, env)) as gw:
+            for n in (1, 2):  # a request, an export; another request, another export
+                async with gw.openai() as client:
+                    await client.chat.completions.create(model="solo", messages=[{"role": "user", "content": "hi"}])
+                await gw.finished.wait_for(n)
+                await gw.telemetry.force_flush()
+    exported = [m for request in receiver.metric_requests for rm in request.resource_metrics
+                for sm in rm.scope_metrics for m in sm.metrics]
+    attempts = [m.sum for m in exported if m.name == "gateway.attempts"]
+    durations = [m.histogram for m in exported if m.name == "gateway.request.duration"]
+    expected = DELTA if preference == "delta" else CUMULATIVE
+    assert [s.aggregation_temporality for s in attempts[:2]] == [expected, expected]
+    assert [h.aggregation_temporality for h in durations[:2]] == [expected, expected]
+    counted = [sum(p.as_int or int(p.as_double) for p in s.data_points) for s in attempts[:2]]
+    assert counted == ([1, 1] if preference == "delta" else [1, 2])
+    assert [sum(p.count for p in h.data_points) for h in durations[:2]] == counted
